@@ -1,0 +1,890 @@
+"""The per-thread scheduler: dhagas, the run queue, parking and waking.
+
+How this works
+--------------
+Each OS thread has one `Scheduler`, bound to one asyncio event loop (which Tornado's IOLoop
+wraps). A `Dhaga` is a handle (result, callbacks, name); the greenlet that executes it is a
+*worker*, kept separate so that a finished worker can run the next dhaga without creating a new
+greenlet (greenlet creation costs ~10 µs on CPython 3.11+).
+
+There is one way to suspend. Code that must wait takes a *waiter* (the current dhaga, or the
+thread's top-level waiter when no dhaga is running), registers it wherever the wake-up will come
+from, and calls `Scheduler.park(waiter, timeout)`. Whoever wakes it calls `wake(waiter, value,
+exc)`: the waiter goes on the run queue (or, for the top level, the loop is stopped) and
+`park` returns the value or raises the exception. A timeout is a timer that wakes the waiter
+with `Timeout`; a kill wakes it with `Killed`. A waiter woken with a value keeps that value: a
+kill or timeout that arrives after the wake is delivered at its next blocking point, so a
+value handed over (a queue item, a lock) is never lost.
+
+The run queue is drained in batches by one loop callback: a batch is what was runnable when it
+began, so `sleep(0)` lets every other runnable dhaga run once before the loop polls for I/O
+again. A dhaga that parks switches straight to the next runnable one in the batch (no trip
+through the loop's greenlet), and a worker whose dhaga finished runs the next *new* dhaga
+inline, without switching at all. The loop's greenlet (the *hub*) is whichever greenlet runs the
+event loop: the top-level code of a thread blocking on something, or `asyncio.run()`.
+
+This module must not know about sockets, protocols, or any primitive built on parking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import logging
+import os
+import threading
+import traceback
+from asyncio.events import _get_running_loop
+from collections import deque
+from concurrent.futures import Future as _ConcurrentFuture
+from typing import Any, Callable, Generator
+
+import greenlet
+
+from .errors import BlockingError, Killed, Timeout
+
+__all__ = [
+    "Dhaga",
+    "Scheduler",
+    "get_scheduler",
+    "spawn",
+    "spawn_later",
+    "sleep",
+    "current",
+    "run",
+    "use_loop",
+]
+
+log = logging.getLogger("dhaga")
+_getcurrent = greenlet.getcurrent
+_get_ident = threading.get_ident
+_copy_context = contextvars.copy_context
+_ids = itertools.count(1)
+
+#: Idle worker greenlets kept for reuse; beyond this, finished workers exit and free memory.
+MAX_IDLE_WORKERS = 1024
+
+# Dhaga states, as small ints compared with `is` in hot paths (an Enum lookup costs more).
+NEW, RUNNING, PARKED, DONE = 0, 1, 2, 3
+_STATE_NAMES = {NEW: "new", RUNNING: "running", PARKED: "parked", DONE: "done"}
+
+
+class _TimedOut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+#: What `Scheduler.park_timed` returns when its timeout expired.
+TIMED_OUT = _TimedOut()
+
+_BLOCKING_MSG = (
+    "a blocking dhaga call was made in a coroutine or callback running on the event loop; "
+    "that would block the loop. Run the blocking code in a dhaga instead: "
+    "dhaga.spawn(fn) or decorate the function with @dhaga.green and await it"
+)
+
+
+class _Waiter:
+    """What `park` suspends and `wake` resumes: a dhaga or a thread's top level."""
+
+    __slots__ = ("_sched", "_state", "_resume_value", "_resume_exc", "_pending_exc", "_gen")
+
+    def _take_resume(self) -> Any:
+        self._gen += 1  # wake-ups addressed to the park that just ended are now stale
+        exc = self._resume_exc
+        if exc is not None:
+            self._resume_exc = None
+            raise exc
+        value = self._resume_value
+        self._resume_value = None
+        return value
+
+
+class _TopLevel(_Waiter):
+    """The waiter for code that runs in no dhaga: a script, a test, a worker thread."""
+
+    __slots__ = ()
+    name = "<top level>"
+
+    def __init__(self, sched: Scheduler) -> None:
+        self._sched = sched
+        self._state = RUNNING
+        self._resume_value = self._resume_exc = self._pending_exc = None
+        self._gen = 0
+
+    def __repr__(self) -> str:
+        return f"<top level of thread {self._sched.thread_id}>"
+
+
+class Dhaga(_Waiter):
+    """A green thread: the handle returned by `spawn`.
+
+    Behaves like a `concurrent.futures.Future` (``done``, ``result``, ``exception``,
+    ``add_done_callback``), can be joined, killed, and awaited from a coroutine on its loop.
+    """
+
+    __slots__ = (
+        "_id", "_name", "_fn", "_args", "_kw", "_ctx", "_gr", "_value", "_exc",
+        "_joiners", "_callbacks", "_retrieved", "_reporter", "__weakref__",
+    )
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        raise TypeError("use dhaga.spawn() to create a Dhaga")
+
+    # ------------------------------------------------------------------ state
+    @property
+    def name(self) -> str:
+        return self._name or f"Dhaga-{self._id}"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+
+    def done(self) -> bool:
+        """True when the dhaga has finished (returned, failed or was killed)."""
+        return self._state is DONE
+
+    def killed(self) -> bool:
+        """True when the dhaga ended by `Killed` (including a kill before it started)."""
+        return self._state is DONE and isinstance(self._exc, Killed)
+
+    def __repr__(self) -> str:
+        return f"<Dhaga {self.name} {_STATE_NAMES[self._state]}>"
+
+    # ------------------------------------------------------------------ waiting
+    def _mark_retrieved(self) -> None:
+        self._retrieved = True
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the dhaga has finished; callable from any thread.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True if it finished, False if the timeout expired first.
+        """
+        self._mark_retrieved()
+        if self._state is DONE:
+            return True
+        sched = get_scheduler()
+        waiter = sched.waiter()
+        if waiter is self:
+            raise RuntimeError("a dhaga cannot join itself")
+        owner = self._sched
+        local = owner is sched
+        ticket = (waiter, waiter._gen)
+        if local:
+            if self._joiners is None:
+                self._joiners = []
+            self._joiners.append(ticket)
+        else:
+            owner.call_threadsafe(self._add_joiner, ticket)
+        try:
+            return sched.park_timed(waiter, timeout) is not TIMED_OUT
+        finally:
+            if self._state is not DONE:
+                if local:
+                    self._joiners.remove(ticket)
+                else:
+                    owner.call_threadsafe(self._remove_joiner, ticket)
+
+    def _add_joiner(self, ticket: tuple[_Waiter, int]) -> None:
+        if self._state is DONE:
+            wake(*ticket)
+        elif self._joiners is None:
+            self._joiners = [ticket]
+        else:
+            self._joiners.append(ticket)
+
+    def _remove_joiner(self, ticket: tuple[_Waiter, int]) -> None:
+        if self._joiners and ticket in self._joiners:
+            self._joiners.remove(ticket)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the dhaga and return its value, or re-raise its exception.
+
+        Raises:
+            Timeout: the timeout expired first.
+            Killed: the dhaga was killed.
+        """
+        if self._state is not DONE and not self.join(timeout):
+            raise Timeout(f"{self.name} did not finish within {timeout}s", timeout)
+        self._mark_retrieved()
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the dhaga and return its exception, or None if it returned normally."""
+        if self._state is not DONE and not self.join(timeout):
+            raise Timeout(f"{self.name} did not finish within {timeout}s", timeout)
+        self._mark_retrieved()
+        return self._exc
+
+    def add_done_callback(self, fn: Callable[[Dhaga], Any]) -> None:
+        """Call ``fn(dhaga)`` when it finishes (at once if it already has).
+
+        Callbacks run on the dhaga's own thread right after it finishes, and must not block.
+        Callable from any thread.
+        """
+        if self._state is DONE:
+            _call_callback(fn, self)
+        elif self._sched._thread_id == _get_ident():
+            if self._callbacks is None:
+                self._callbacks = []
+            self._callbacks.append(fn)
+        else:
+            self._sched.call_threadsafe(self.add_done_callback, fn)
+
+    def remove_done_callback(self, fn: Callable[[Dhaga], Any]) -> int:
+        """Remove every registration of ``fn``; return how many were removed."""
+        if not self._callbacks:
+            return 0
+        before = len(self._callbacks)
+        self._callbacks = [cb for cb in self._callbacks if cb != fn]
+        return before - len(self._callbacks)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        self._mark_retrieved()
+        if self._state is not DONE:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+
+            def _done(_: Dhaga) -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            if self._sched.loop is loop:
+                self.add_done_callback(_done)
+            else:
+                self.add_done_callback(lambda d: loop.call_soon_threadsafe(_done, d))
+            yield from fut.__await__()
+        return self.result()
+
+    # ------------------------------------------------------------------ killing
+    def kill(
+        self,
+        exception: type[BaseException] | BaseException = Killed,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Raise ``exception`` inside the dhaga at its blocking point.
+
+        A dhaga not yet started never runs. A dhaga that was already woken (it has a value
+        waiting for it) receives the exception at its next blocking point, so nothing handed
+        to it is lost.
+
+        Args:
+            exception: an exception class or instance; `Killed` by default.
+            block: wait until the dhaga has finished.
+            timeout: with ``block``, how long to wait.
+
+        Raises:
+            Timeout: ``block`` was set and the dhaga did not finish in time.
+        """
+        exc = exception() if isinstance(exception, type) else exception
+        sched = self._sched
+        if sched._thread_id != _get_ident():
+            sched.call_threadsafe(self.kill, exc, False)
+        elif self._state is DONE:
+            return
+        elif self._state is NEW:
+            sched._finish(self, None, exc)
+            return
+        elif self is sched._current:
+            raise exc
+        elif self._state is PARKED:
+            sched._unpark(self, None, exc)
+        else:
+            self._pending_exc = exc
+        if block and not self.join(timeout):
+            raise Timeout(f"{self.name} did not finish within {timeout}s after kill", timeout)
+
+
+class _FailureReporter:
+    """Logs a failed dhaga's traceback if nothing ever retrieves the failure."""
+
+    __slots__ = ("_name", "_exc")
+
+    def __init__(self, name: str, exc: BaseException) -> None:
+        self._name = name
+        self._exc: BaseException | None = exc
+
+    def cancel(self) -> None:
+        self._exc = None
+
+    def __del__(self) -> None:
+        exc = self._exc
+        if exc is not None:
+            self._exc = None
+            log.error("%s failed and was never joined", self._name,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _call_callback(fn: Callable[[Dhaga], Any], d: Dhaga) -> None:
+    try:
+        fn(d)
+    except Exception:
+        log.exception("done callback %r of %s raised", fn, d.name)
+
+
+class _Worker(greenlet.greenlet):
+    """A greenlet that runs dhagas, one after another."""
+
+    __slots__ = ("task",)
+
+
+class Scheduler:
+    """One OS thread's scheduler: its run queue, workers, timers and event loop.
+
+    Get it with `get_scheduler()`; never create one directly.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, owns_loop: bool) -> None:
+        self.loop = loop
+        self.thread_id = self._thread_id = _get_ident()
+        self._owns_loop = owns_loop
+        self._runq: deque[Dhaga] = deque()
+        self._batch = 0
+        self._drain_pending = False
+        self._current: Dhaga | None = None
+        self._hub: greenlet.greenlet | None = None
+        self._idle: list[_Worker] = []
+        self._top = _TopLevel(self)
+        self._ioloop: Any = None
+        self.alive = 0  # dhagas spawned and not yet finished
+        self._closed = False
+        self._call_soon = loop.call_soon
+        self._call_later = loop.call_later
+
+    def __repr__(self) -> str:
+        return f"<Scheduler thread={self.thread_id} alive={self.alive} loop={self.loop!r}>"
+
+    # ------------------------------------------------------------------ public
+    @property
+    def ioloop(self) -> Any:
+        """The Tornado IOLoop wrapping this scheduler's asyncio loop."""
+        if self._ioloop is None:
+            from tornado.ioloop import IOLoop
+            self._ioloop = IOLoop._ioloop_for_asyncio.get(self.loop)
+            if self._ioloop is None:
+                from tornado.platform.asyncio import BaseAsyncIOLoop
+                self._ioloop = BaseAsyncIOLoop(asyncio_loop=self.loop, make_current=False)
+        return self._ioloop
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
+        """Start ``fn(*args, **kw)`` in a new dhaga on this scheduler."""
+        d = Dhaga.__new__(Dhaga)
+        d._id = next(_ids)
+        d._name = None
+        d._sched = self
+        d._fn = fn
+        d._args = args
+        d._kw = kw
+        d._ctx = _copy_context()
+        d._gr = None
+        d._state = NEW
+        d._resume_value = d._resume_exc = d._pending_exc = None
+        d._gen = 0
+        d._value = d._exc = None
+        d._joiners = d._callbacks = None  # lists made on first use: fewer objects for the GC
+        d._retrieved = False
+        d._reporter = None
+        self.alive += 1
+        self._runq.append(d)
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._call_soon(self._drain)
+        return d
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> _ConcurrentFuture:
+        """Run ``fn`` in a new dhaga on this scheduler's thread; callable from any thread.
+
+        Returns:
+            a `concurrent.futures.Future` completed with the dhaga's outcome.
+        """
+        cf: _ConcurrentFuture = _ConcurrentFuture()
+        ctx = _copy_context()
+
+        def _start() -> None:
+            if not cf.set_running_or_notify_cancel():
+                return
+            d = self.spawn(ctx.run, fn, *args, **kw)
+            d._retrieved = True  # the future carries the outcome
+            d.add_done_callback(_settle)
+
+        def _settle(d: Dhaga) -> None:
+            if d._exc is not None:
+                cf.set_exception(d._exc)
+            else:
+                cf.set_result(d._value)
+
+        self.call_threadsafe(_start)
+        return cf
+
+    def call_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` on this scheduler's loop thread (from any thread)."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    # ------------------------------------------------------------------ parking
+    def waiter(self) -> _Waiter:
+        """The waiter for the caller: its dhaga, or the thread's top level.
+
+        Raises:
+            BlockingError: the caller is a coroutine or callback running on the event loop.
+        """
+        d = self._current
+        if d is not None:
+            return d
+        if _get_running_loop() is not None:
+            raise BlockingError(_BLOCKING_MSG)
+        return self._top
+
+    def park(self, waiter: _Waiter, timeout: float | None = None) -> Any:
+        """Suspend ``waiter`` (the caller) until `wake`; return the value it is woken with.
+
+        The caller must have registered ``waiter`` where the wake-up comes from, and must
+        unregister it afterwards (in a ``finally``): park may also end by a timeout or kill.
+
+        Raises:
+            Timeout: ``timeout`` seconds passed first.
+            BaseException: whatever the waiter was woken or killed with.
+        """
+        value = self.park_timed(waiter, timeout)
+        if value is TIMED_OUT:
+            raise Timeout(f"timed out after {timeout}s", timeout)
+        return value
+
+    def park_timed(self, waiter: _Waiter, timeout: float | None) -> Any:
+        """Like `park`, but return `TIMED_OUT` when ``timeout`` expires instead of raising.
+
+        Primitives whose timeout is not an error (``join``, ``Event.wait``) use this, so that
+        a `Timeout` raised by an enclosing ``dhaga.timeout()`` block is never mistaken for
+        their own.
+        """
+        exc = waiter._pending_exc
+        if exc is not None:
+            waiter._pending_exc = None
+            raise exc
+        waiter._state = PARKED
+        if timeout is None:
+            self._suspend(waiter)
+            return waiter._take_resume()
+        if timeout <= 0:
+            handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
+        else:
+            handle = self._call_later(timeout, self._unpark, waiter, TIMED_OUT)
+        try:
+            self._suspend(waiter)
+        finally:
+            handle.cancel()
+        return waiter._take_resume()
+
+    def _unpark(
+        self,
+        waiter: _Waiter,
+        value: Any = None,
+        exc: BaseException | None = None,
+        gen: int | None = None,
+    ) -> bool:
+        """Wake a parked waiter of this thread. Returns False if it was not parked.
+
+        With ``gen``, only the park that was current when ``gen`` was read is woken: a
+        wake-up that crossed threads and arrives after that park ended is dropped.
+        """
+        if waiter._state is not PARKED or (gen is not None and gen != waiter._gen):
+            return False
+        waiter._state = RUNNING
+        waiter._resume_value = value
+        waiter._resume_exc = exc
+        if waiter is self._top:
+            self.loop.stop()
+            return True
+        self._runq.append(waiter)  # type: ignore[arg-type]
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._call_soon(self._drain)
+        return True
+
+    def _suspend(self, waiter: _Waiter) -> None:
+        if waiter is self._top:
+            loop = self.loop
+            if _get_running_loop() is not None:
+                waiter._state = RUNNING
+                waiter._gen += 1
+                raise BlockingError(_BLOCKING_MSG)
+            try:
+                while waiter._state is PARKED:
+                    loop.run_forever()
+            except BaseException:
+                waiter._state = RUNNING
+                waiter._gen += 1
+                raise
+            return
+        # A dhaga: hand the thread to the next runnable one, or to the hub.
+        self._switch_next()
+
+    def _switch_next(self) -> None:
+        runq = self._runq
+        while self._batch > 0:
+            self._batch -= 1
+            nxt = runq.popleft()
+            state = nxt._state
+            if state is DONE:  # killed before it started
+                continue
+            if state is NEW:
+                if self._idle:
+                    gr = self._idle.pop()
+                elif _getcurrent() is self._hub:
+                    gr = self._new_worker()
+                else:
+                    # A new greenlet inherits its starter's recursion depth, so only the hub
+                    # (whose stack is shallow) starts new workers: let it take this one.
+                    runq.appendleft(nxt)
+                    self._batch += 1
+                    break
+                self._current = nxt
+                gr.task = nxt
+                nxt._gr = gr
+                nxt._state = RUNNING
+            else:
+                self._current = nxt
+                gr = nxt._gr
+            # A suspended frame must not keep other dhagas alive.
+            nxt = None
+            gr.switch()
+            return
+        self._current = None
+        self._hub.switch()  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ the hub side
+    def _drain(self) -> None:
+        """Run one batch of the run queue (a loop callback)."""
+        self._drain_pending = False
+        hub = _getcurrent()
+        if isinstance(hub, _Worker):
+            raise RuntimeError("the event loop is being run from inside a dhaga")
+        self._hub = hub
+        self._batch = len(self._runq)
+        while self._batch > 0:
+            # Runs the first runnable dhaga; returns when one parks or finishes with the
+            # batch exhausted, or when a worker exits.
+            self._switch_next()
+        self._current = None
+        if self._runq and not self._drain_pending:
+            self._drain_pending = True
+            self._call_soon(self._drain)
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(self._work, parent=self._hub)
+
+    def _work(self) -> None:
+        """The body of a worker greenlet: run its dhaga, then the next new ones inline."""
+        gr: _Worker = _getcurrent()  # type: ignore[assignment]
+        runq = self._runq
+        while True:
+            task = gr.task
+            try:
+                value = task._ctx.run(task._fn, *task._args, **task._kw)
+            except greenlet.GreenletExit:  # the worker itself is being garbage-collected
+                task._state = DONE
+                task._exc = Killed(f"{task.name} was abandoned with its scheduler")
+                raise
+            except BaseException as e:  # noqa: BLE001 - stored, re-raised by result()
+                tb = e.__traceback__
+                if tb is not None:
+                    e.__traceback__ = tb.tb_next  # drop this frame from the traceback
+                self._finish(task, None, e)
+                del e
+            else:
+                self._finish(task, value, None)
+            task = value = None  # release them before waiting for the next
+            gr.task = None
+            # Pick the next item of the batch: a new dhaga runs right here.
+            while self._batch > 0:
+                self._batch -= 1
+                nxt = runq.popleft()
+                state = nxt._state
+                if state is DONE:
+                    continue
+                self._current = nxt
+                if state is NEW:
+                    gr.task = nxt
+                    nxt._gr = gr
+                    nxt._state = RUNNING
+                    break
+                if len(self._idle) >= MAX_IDLE_WORKERS:
+                    runq.appendleft(nxt)
+                    self._batch += 1
+                    gr.parent = self._hub  # type: ignore[assignment]
+                    return
+                self._idle.append(gr)
+                other, nxt = nxt._gr, None
+                other.switch()  # resumed later with a new gr.task
+                other = None
+                break
+            else:
+                if len(self._idle) >= MAX_IDLE_WORKERS:
+                    gr.parent = self._hub  # type: ignore[assignment]
+                    return
+                self._idle.append(gr)
+                self._current = None
+                self._hub.switch()  # type: ignore[union-attr]
+
+    def _finish(self, task: Dhaga, value: Any, exc: BaseException | None) -> None:
+        """Record the outcome, release what the dhaga held, wake joiners, run callbacks."""
+        if task._state is NEW:
+            task._gr = None  # killed before starting; it stays in the run queue, skipped
+        task._state = DONE
+        task._value = value
+        task._exc = exc
+        task._fn = task._args = task._kw = task._ctx = task._gr = None
+        task._pending_exc = None
+        self.alive -= 1
+        joiners = task._joiners
+        if joiners:
+            task._joiners = None
+            for waiter, gen in joiners:
+                wake(waiter, None, None, gen)
+        callbacks = task._callbacks
+        if callbacks:
+            task._callbacks = None
+            for cb in callbacks:
+                _call_callback(cb, task)
+        if exc is not None and not task._retrieved and not isinstance(exc, Killed):
+            task._reporter = _FailureReporter(task.name, exc)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Drop the dhagas not yet started, and close the loop if this scheduler owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        while self._runq:
+            d = self._runq.popleft()
+            if d._state is NEW:
+                self._finish(d, None, Killed("scheduler closed"))
+        self._idle.clear()
+        if self._owns_loop and self._thread_id == _get_ident():
+            try:
+                if asyncio.get_event_loop_policy().get_event_loop() is self.loop:
+                    asyncio.set_event_loop(None)
+            except RuntimeError:
+                pass
+        if self._ioloop is not None and self._owns_loop:
+            self._ioloop.close()
+        elif self._owns_loop and not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+
+def wake(
+    waiter: _Waiter, value: Any = None, exc: BaseException | None = None, gen: int | None = None
+) -> None:
+    """Wake a parked waiter, from any thread; a no-op if it is no longer parked.
+
+    Args:
+        gen: ``waiter._gen`` read when the waiter was registered; pass it whenever the
+            wake-up may come from another thread, so a late one cannot wake a later park.
+    """
+    sched = waiter._sched
+    if sched._thread_id == _get_ident():
+        sched._unpark(waiter, value, exc, gen)
+    else:
+        sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
+
+
+# ---------------------------------------------------------------------- per-thread state
+_local = threading.local()
+_loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+_explicit_loop: type | None = None  # with uvloop chosen, a plain asyncio loop is not adopted
+
+
+def use_loop(kind: str | Callable[[], asyncio.AbstractEventLoop] = "asyncio") -> None:
+    """Choose the event loop that schedulers created from now on will use.
+
+    Args:
+        kind: ``"asyncio"`` (the default), ``"uvloop"`` (needs the ``fast`` extra), or a
+            factory returning a new event loop. The environment variable ``DHAGA_LOOP``
+            sets the initial choice.
+    """
+    global _loop_factory, _explicit_loop
+    if callable(kind):
+        _loop_factory = kind
+        _explicit_loop = None
+    elif kind == "asyncio":
+        _loop_factory = asyncio.new_event_loop
+        _explicit_loop = None
+    elif kind == "uvloop":
+        import uvloop
+        _loop_factory = uvloop.new_event_loop
+        _explicit_loop = uvloop.Loop
+    else:
+        raise ValueError(f"unknown loop kind {kind!r}: use 'asyncio', 'uvloop' or a factory")
+
+
+class _ThreadCleanup:
+    """Kept in the thread-local state: when the thread ends, its own loop is closed."""
+
+    __slots__ = ("sched",)
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+
+    def __del__(self) -> None:
+        sched = self.sched
+        if sched._owns_loop and not sched.loop.is_closed() and not sched.loop.is_running():
+            try:
+                sched.close()
+            except Exception:  # noqa: BLE001 - interpreter shutdown; nothing to report to
+                pass
+
+
+def _thread_current_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop already set for this thread (by Tornado, or ``asyncio.set_event_loop``), if any.
+
+    Read without `asyncio.get_event_loop`, which would create one (and warn about it).
+    """
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    loop = getattr(local, "_loop", None)
+    if loop is None or loop.is_closed() or loop.is_running():
+        return None
+    if _explicit_loop and not isinstance(loop, _explicit_loop):
+        return None  # use_loop() chose another kind of loop
+    return loop
+
+
+def _new_scheduler(running: asyncio.AbstractEventLoop | None) -> Scheduler:
+    if running is not None:
+        sched = Scheduler(running, owns_loop=False)
+    else:
+        loop = _thread_current_loop()
+        if loop is None:
+            if _loop_factory is None:
+                use_loop(os.environ.get("DHAGA_LOOP", "asyncio") or "asyncio")
+            loop = _loop_factory()  # type: ignore[misc]
+            asyncio.set_event_loop(loop)
+        sched = Scheduler(loop, owns_loop=True)
+        _local.__dict__.setdefault("cleanups", []).append(_ThreadCleanup(sched))
+    _local.sched = sched
+    return sched
+
+
+def get_scheduler() -> Scheduler:
+    """This thread's scheduler (created on first use).
+
+    Inside a running event loop, the scheduler bound to that loop.
+    """
+    sched: Scheduler | None = getattr(_local, "sched", None)
+    running = _get_running_loop()
+    if running is None and sched is not None and not sched._owns_loop and sched.loop.is_closed():
+        # The loop this scheduler borrowed (asyncio.run's) is gone: go back to our own.
+        owned = _local.__dict__.get("by_loop", {})
+        _local.sched = sched = next((s for s in owned.values() if s._owns_loop), None)
+        if sched is not None:
+            owned.pop(sched.loop, None)
+    if sched is None or (running is not None and running is not sched.loop):
+        if sched is not None:
+            by_loop = _local.__dict__.setdefault("by_loop", {})
+            by_loop[sched.loop] = sched
+            found = by_loop.pop(running, None)
+            if found is not None:
+                _local.sched = found
+                return found
+        return _new_scheduler(running)
+    return sched
+
+
+def reset_scheduler() -> None:
+    """Close this thread's scheduler and forget it; the next use creates a fresh one.
+
+    For tests and for programs that want a clean slate; dhagas still alive are abandoned.
+    """
+    sched = getattr(_local, "sched", None)
+    others = _local.__dict__.pop("by_loop", {})
+    _local.__dict__.pop("cleanups", None)
+    _local.sched = None
+    for s in [sched, *others.values()]:
+        if s is not None:
+            s.close()
+
+
+# ---------------------------------------------------------------------- module functions
+def spawn(fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
+    """Start ``fn(*args, **kw)`` in a new dhaga; it runs at the next scheduling point.
+
+    Works in a dhaga, at top level, and in a coroutine or callback on the loop thread.
+    """
+    return get_scheduler().spawn(fn, *args, **kw)
+
+
+def spawn_later(seconds: float, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
+    """Like `spawn`, but the dhaga starts after ``seconds``."""
+
+    def _delayed() -> Any:
+        sleep(seconds)
+        return fn(*args, **kw)
+
+    d = spawn(_delayed)
+    d._name = f"{getattr(fn, '__name__', 'Dhaga')}-later-{d._id}"
+    return d
+
+
+def sleep(seconds: float = 0) -> None:
+    """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once."""
+    sched = get_scheduler()
+    waiter = sched.waiter()
+    exc = waiter._pending_exc
+    if exc is not None:
+        waiter._pending_exc = None
+        raise exc
+    waiter._state = PARKED
+    if seconds <= 0:
+        if waiter is sched._top:
+            sched._call_soon(sched._unpark, waiter)
+        else:
+            sched._unpark(waiter)
+        sched._suspend(waiter)
+        waiter._take_resume()
+        return
+    handle = sched._call_later(seconds, sched._unpark, waiter)
+    sched._suspend(waiter)
+    if waiter._resume_exc is not None:
+        handle.cancel()
+    waiter._take_resume()
+
+
+def current() -> Dhaga | None:
+    """The running dhaga, or None outside any dhaga."""
+    sched = getattr(_local, "sched", None)
+    if sched is None:
+        return None
+    return sched._current
+
+
+def run(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Run ``fn`` in a dhaga, driving this thread's loop until it returns.
+
+    Returns:
+        its value; its exception is re-raised.
+    """
+    return get_scheduler().spawn(fn, *args, **kw).result()
+
+
+def format_stacks() -> str:
+    """Every live dhaga's stack on every thread, for debugging hangs."""
+    import gc
+
+    out = []
+    for obj in gc.get_objects():
+        if isinstance(obj, _Worker) and obj.task is not None and obj.gr_frame is not None:
+            task = obj.task
+            out.append(f"--- {task!r} (thread {task._sched.thread_id})\n")
+            out.extend(traceback.format_stack(obj.gr_frame))
+    return "".join(out) or "(no dhaga is suspended)\n"

@@ -1,0 +1,79 @@
+"""``to_thread``: run truly blocking functions (C calls, file I/O) in a bounded real thread pool.
+
+The calling dhaga parks while the thread works; other dhagas keep running. This module knows
+the scheduler's parking rules and `concurrent.futures`, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+from .scheduler import get_scheduler, wake
+
+__all__ = ["to_thread", "set_thread_pool_size", "thread_pool_size"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_size = int(os.environ.get("DHAGA_THREADPOOL_SIZE", "0")) or min(32, (os.cpu_count() or 1) + 4)
+
+
+def thread_pool_size() -> int:
+    """How many real threads `to_thread` may use at once."""
+    return _size
+
+
+def set_thread_pool_size(size: int) -> None:
+    """Set how many real threads `to_thread` may use (default: min(32, CPUs + 4)).
+
+    Takes effect at once: the current pool finishes its work and a new one is made.
+    """
+    global _pool, _size
+    if size < 1:
+        raise ValueError("the thread pool needs at least one thread")
+    with _lock:
+        old, _pool, _size = _pool, None, size
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(_size, thread_name_prefix="dhaga-to_thread")
+            pool = _pool
+    return pool
+
+
+def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **kw: Any) -> T:
+    """Run ``fn(*args, **kw)`` in a real thread; the caller's dhaga waits without blocking others.
+
+    The function runs in a copy of the caller's contextvars context. If the wait ends by
+    timeout or kill, the thread cannot be stopped: it finishes and its result is dropped.
+
+    Raises:
+        Timeout: ``timeout`` seconds passed first.
+    """
+    sched = get_scheduler()
+    waiter = sched.waiter()
+    ctx = contextvars.copy_context()
+    fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)
+    if not fut.done():
+        # Always delivered through the loop, so a completion racing with park is never lost;
+        # addressed to this park only, so it cannot wake a later one after a timeout.
+        gen = waiter._gen
+        fut.add_done_callback(lambda _: sched.call_threadsafe(sched._unpark, waiter, None, None, gen))
+        try:
+            sched.park(waiter, timeout)
+        except BaseException:
+            fut.cancel()
+            raise
+    return fut.result()

@@ -1,0 +1,69 @@
+"""The ``dhaga.timeout(seconds)`` block: raise `Timeout` in the caller when it overruns.
+
+Nested blocks are told apart by the identity of the exception each one raises, so an inner
+timeout never passes for an outer one. This module knows only the scheduler's parking rules.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from .errors import Timeout
+from .scheduler import PARKED, get_scheduler
+
+__all__ = ["timeout"]
+
+
+class timeout:  # noqa: N801 - a context manager named like a function, as in gevent/trio
+    """Context manager: raise `Timeout` in the current dhaga if the block overruns.
+
+    Usable in a dhaga and in top-level code. ``seconds=None`` means no limit. The `Timeout`
+    raised is this block's own instance (``exc is t.exception``); a `Timeout` raised by an
+    inner block or a ``timeout=`` argument passes through untouched.
+
+    Example:
+        with dhaga.timeout(2.0):
+            reply = client.call("slow")
+    """
+
+    __slots__ = ("seconds", "exception", "_handle", "_waiter", "_sched", "expired")
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and seconds < 0:
+            raise ValueError("timeout seconds must be >= 0 or None")
+        self.seconds = seconds
+        self.exception = Timeout(f"block timed out after {seconds}s", seconds)
+        self._handle: Any = None
+        self.expired = False
+
+    def __enter__(self) -> timeout:
+        if self._handle is not None:
+            raise RuntimeError("a dhaga.timeout block cannot be entered twice at once")
+        sched = self._sched = get_scheduler()
+        self._waiter = sched.waiter()
+        if self.seconds is not None:
+            self._handle = sched.loop.call_later(self.seconds, self._fire)
+        return self
+
+    def _fire(self) -> None:
+        self.expired = True
+        waiter = self._waiter
+        if waiter._state is PARKED:
+            self._sched._unpark(waiter, None, self.exception)
+        else:  # woken already: deliver at its next blocking point
+            waiter._pending_exc = self.exception
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._waiter._pending_exc is self.exception:
+            self._waiter._pending_exc = None
+        self._waiter = None  # type: ignore[assignment]
+        return False

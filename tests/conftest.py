@@ -1,0 +1,78 @@
+"""Shared fixtures: a fresh scheduler per test, both event loops, dhaga stacks on timeout."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import pytest
+import pytest_timeout
+
+import dhaga
+from dhaga import scheduler
+
+REQUIRE_PEERS = os.environ.get("DHAGA_REQUIRE_PEERS") == "1"
+
+try:
+    import uvloop  # noqa: F401
+
+    LOOPS = ["asyncio", "uvloop"]
+except ImportError:  # pragma: no cover - uvloop is in the test extra
+    LOOPS = ["asyncio"]
+
+
+def need_peer(available: bool, what: str) -> None:
+    """Skip when an interop peer is missing, unless CI demands every peer."""
+    if available:
+        return
+    if REQUIRE_PEERS:
+        pytest.fail(f"required peer missing: {what} (DHAGA_REQUIRE_PEERS=1)")
+    pytest.skip(f"peer missing: {what}")
+
+
+def need_program(name: str) -> str:
+    path = shutil.which(name)
+    need_peer(path is not None, f"program {name!r} on PATH")
+    return path  # type: ignore[return-value]
+
+
+# Dump every dhaga's stack next to the threads' when a test times out.
+_dump_threads = pytest_timeout.dump_stacks
+
+
+def _dump_all(terminal):  # pragma: no cover - only runs on a hang
+    _dump_threads(terminal)
+    terminal.sep("~", title="dhagas")
+    terminal.write(scheduler.format_stacks())
+
+
+pytest_timeout.dump_stacks = _dump_all
+
+
+@pytest.fixture(autouse=True)
+def fresh_scheduler():
+    """Every test starts and ends with a new scheduler on the default loop."""
+    scheduler.use_loop("asyncio")
+    scheduler.reset_scheduler()
+    yield
+    scheduler.reset_scheduler()
+    scheduler.use_loop("asyncio")
+
+
+@pytest.fixture(params=LOOPS)
+def each_loop(request):
+    """Run the test once on asyncio's loop and once on uvloop."""
+    scheduler.use_loop(request.param)
+    scheduler.reset_scheduler()
+    yield request.param
+
+
+@pytest.fixture
+def dhaga_log(caplog):
+    """Records from the ``dhaga`` logger."""
+    caplog.set_level(logging.DEBUG, logger="dhaga")
+    return caplog
+
+
+__all__ = ["dhaga", "need_peer", "need_program", "REQUIRE_PEERS", "LOOPS"]
