@@ -1,0 +1,1 @@
+"""Sans-IO wire codecs: bytes in, events out, with no sockets, loops or schedulers."""

@@ -1,0 +1,613 @@
+"""ZMTP 3.0/3.1 codec: greeting, NULL handshake, frames and commands as bytes in, events out.
+
+This module must not know about sockets, schedulers or timers, nor what socket patterns do with
+what arrives (routing, load balancing, subscription matching, when to send a PING).
+"""
+
+# How this works
+# --------------
+# A ZMTPConnection is fed whatever bytes arrived (receive_data) and answers with events. Bytes not
+# used yet wait in one bytearray, ``_buf``, read from offset ``_pos``; the consumed prefix is
+# dropped when everything was consumed (a cheap clear) or when it is over 64 KiB and larger than
+# what remains, so nothing is copied more than a constant number of times. Frame bodies come out
+# as ``bytes()`` of memoryview slices. ``_need`` is how many unread bytes the frame at ``_pos``
+# needs: until they have arrived receive_data only appends, so a large frame arriving in many
+# chunks is not re-parsed each time. Size limits are checked as soon as a frame header is
+# complete, before its body is buffered.
+#
+# The phases follow the ZMTP grammar: GREETING (64 bytes, checked as they arrive, so garbage fails
+# on its first byte), HANDSHAKE (the peer's READY, or ERROR), TRAFFIC (messages and commands
+# intermixed); one chunk may hold all three. Frames with MORE are collected and reported as one
+# Message. A command between two frames of a message is reported at once and leaves the message
+# alone: libzmq can put a PING or PONG there when its output batch fills mid-message.
+#
+# libzmq sends its greeting in steps (10 bytes; the major version once it has our first 10; the
+# rest once it has our 11th). initiate() returns our whole greeting, to send at once; nothing here
+# waits for the peer before answering, so the two sides cannot deadlock.
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Union
+
+from dhaga.errors import MessageTooLarge, ProtocolError
+
+__all__ = [
+    "SOCKET_TYPES", "MAX_COMMAND_SIZE", "ConnectionState", "ZMTPConnection", "Event",
+    "Greeting", "Ready", "Message", "Subscribe", "Cancel", "Ping", "Pong", "Error",
+    "UnknownCommand", "encode_message", "parse_subscription", "compatible", "mismatch_reason",
+]  # fmt: skip
+
+#: The socket types a ZMTPConnection can announce, spelled as on the wire.
+SOCKET_TYPES = frozenset(
+    {"PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH", "XPUB", "XSUB"}
+)
+
+#: Largest command body accepted from a peer. NULL-mechanism commands are tiny (READY is under
+#: 100 bytes, PING at most 23): only a SUBSCRIBE/CANCEL topic or application metadata in READY
+#: could come near, and a peer announcing more is refused before the body is buffered.
+#: Messages are limited separately, by ``maxmsgsize``.
+MAX_COMMAND_SIZE = 64 * 1024
+
+# The valid pairs of RFC 28-31 (and libzmq's mechanism_t::check_socket_type), either way round.
+_VALID_PAIRS = frozenset(
+    frozenset(pair.split("-"))
+    for pair in "REQ-REP REQ-ROUTER DEALER-REP DEALER-DEALER DEALER-ROUTER ROUTER-ROUTER PUB-SUB "
+    "PUB-XSUB XPUB-SUB XPUB-XSUB PUSH-PULL PAIR-PAIR".split()
+)
+_IDENTITY_TYPES = frozenset({"REQ", "DEALER", "ROUTER"})  # libzmq 4.3 sends Identity for these
+
+_GREETING_SIZE = 64
+_NULL_MECHANISM = b"NULL" + bytes(16)
+_MORE, _LONG, _COMMAND = 1, 2, 4
+_MAX_FRAME = 2**63 - 1
+_COMPACT_AT = 64 * 1024
+_ERROR_DATA = 64  # how many offending bytes a ProtocolError carries
+
+_SHORT_LAST = tuple(bytes((0, n)) for n in range(256))
+_SHORT_MORE = tuple(bytes((_MORE, n)) for n in range(256))
+_pack_long = struct.Struct(">BQ").pack
+_unpack_size = struct.Struct(">Q").unpack_from
+
+
+class ConnectionState(Enum):
+    """Where the peer's side of a connection is in the ZMTP grammar."""
+
+    GREETING = "greeting"  #: waiting for (the rest of) the peer's 64-byte greeting
+    HANDSHAKE = "handshake"  #: greeting done; waiting for the peer's READY
+    TRAFFIC = "traffic"  #: the peer's READY arrived; messages and commands flow
+    CLOSED = "closed"  #: the peer sent ERROR; further bytes are ignored
+    FAILED = "failed"  #: the peer broke the protocol; further bytes raise ProtocolError
+
+
+_GREETING = ConnectionState.GREETING
+_HANDSHAKE = ConnectionState.HANDSHAKE
+_TRAFFIC = ConnectionState.TRAFFIC
+_CLOSED = ConnectionState.CLOSED
+_FAILED = ConnectionState.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Greeting:
+    """The peer's greeting arrived and is acceptable (ZMTP 3.x, NULL mechanism)."""
+
+    major: int
+    minor: int
+    mechanism: str
+    as_server: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The peer's READY. Its socket type is not judged here: see compatible().
+
+    Attributes:
+        socket_type: the Socket-Type property, e.g. ``"ROUTER"``.
+        identity: the Identity property, ``b""`` when absent.
+        properties: every property, names lower-cased (they are case-insensitive).
+    """
+
+    socket_type: str
+    identity: bytes
+    properties: dict[str, bytes]
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass takes twice as long to build
+class Message:
+    """A whole message: its frames in order (a frame may be empty)."""
+
+    frames: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """A SUBSCRIBE command (3.1); 3.0 peers send a message instead: see parse_subscription()."""
+
+    topic: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """A CANCEL command (3.1); 3.0 peers send a message instead: see parse_subscription()."""
+
+    topic: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A PING (TTL hint in deciseconds): answer ``encode_pong(context)``. As libzmq does, a
+    context over 16 bytes is cut to 16, so that it can be echoed."""
+
+    ttl: int
+    context: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """A PONG, echoing the context of one of our PINGs."""
+
+    context: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The peer sent ERROR: it refuses the connection for good; close, do not retry as is."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownCommand:
+    """A well-formed command without meaning here (libzmq ignores these)."""
+
+    name: str
+    data: bytes
+
+
+Event = Union[Greeting, Ready, Message, Subscribe, Cancel, Ping, Pong, Error, UnknownCommand]
+
+
+def compatible(ours: str, theirs: str) -> bool:
+    """Tell whether two socket types may talk to each other (RFC 28-31, libzmq).
+
+    Args:
+        ours: our socket type, e.g. ``"REQ"``.
+        theirs: the peer's Socket-Type exactly as sent (case matters, as in libzmq).
+
+    Returns:
+        True for the valid pairs (REQ-REP, REQ-ROUTER, DEALER-REP, DEALER-DEALER, DEALER-ROUTER,
+        ROUTER-ROUTER, PUB-SUB, PUB-XSUB, XPUB-SUB, XPUB-XSUB, PUSH-PULL, PAIR-PAIR).
+    """
+    return frozenset((ours, theirs)) in _VALID_PAIRS
+
+
+def mismatch_reason(ours: str, theirs: str) -> str:
+    """Build the ERROR reason for a peer whose socket type does not fit ours.
+
+    The reason is printable ASCII without spaces (the grammar's VCHAR), well under 255 bytes,
+    e.g. ``"Incompatible-Socket-Type:PUSH-cannot-talk-to-PUSH"``. (libzmq itself sends no ERROR
+    on a mismatch: it just closes the connection.)
+    """
+    clean = "".join(c if "!" <= c <= "~" else "?" for c in theirs[:64])
+    return f"Incompatible-Socket-Type:{ours}-cannot-talk-to-{clean}"
+
+
+def parse_subscription(frame: bytes) -> Subscribe | Cancel | None:
+    """Recognise a ZMTP 3.0 subscription frame (byte 1, or 0 to cancel, then the topic).
+
+    libzmq's XPUB accepts this form from every peer, 3.1 included, so a PUB/XPUB socket layer
+    should try it on what a SUB/XSUB sends, whatever the negotiated version.
+
+    Returns:
+        Subscribe or Cancel with the topic; None if the frame is not a subscription.
+    """
+    if frame:
+        if frame[0] == 1:
+            return Subscribe(bytes(frame[1:]))
+        if frame[0] == 0:
+            return Cancel(bytes(frame[1:]))
+    return None
+
+
+def encode_message(frames: Sequence[bytes]) -> bytes:
+    """Encode a whole message, every frame but the last flagged MORE.
+
+    Args:
+        frames: a sequence (not a bare ``bytes``) of bytes-like frames of single bytes
+            (bytes, bytearray, memoryview of bytes); frames may be empty.
+
+    Returns:
+        The wire bytes of the message.
+
+    Raises:
+        ValueError: ``frames`` is empty.
+    """
+    if len(frames) == 1:
+        frame = frames[0]
+        size = len(frame)
+        return (_SHORT_LAST[size] if size < 256 else _pack_long(_LONG, size)) + frame
+    if not frames:
+        raise ValueError("a message has at least one frame")
+    parts = []
+    append = parts.append
+    for frame in frames:
+        size = len(frame)
+        append(_SHORT_MORE[size] if size < 256 else _pack_long(_MORE | _LONG, size))
+        append(frame)
+    size = len(frames[-1])
+    parts[-2] = _SHORT_LAST[size] if size < 256 else _pack_long(_LONG, size)
+    return b"".join(parts)
+
+
+def _encode_command(name: bytes, data: bytes = b"") -> bytes:
+    size = 1 + len(name) + len(data)
+    head = bytes((_COMMAND, size)) if size < 256 else _pack_long(_COMMAND | _LONG, size)
+    return b"".join((head, bytes((len(name),)), name, data))
+
+
+def _encode_property(name: bytes, value: bytes) -> bytes:
+    return b"".join((bytes((len(name),)), name, len(value).to_bytes(4, "big"), value))
+
+
+def _fail(message: str, data: bytes | bytearray | memoryview) -> ProtocolError:
+    return ProtocolError(message, bytes(data[:_ERROR_DATA]))
+
+
+def _parse_metadata(data: bytes) -> dict[str, bytes]:
+    properties: dict[str, bytes] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        size = data[pos]
+        pos += 1
+        if size == 0:
+            raise _fail("READY has a property with an empty name", data)
+        if pos + size + 4 > end:
+            raise _fail("READY ends in the middle of a property", data)
+        name = data[pos : pos + size].decode("latin-1").lower()
+        value_size = int.from_bytes(data[pos + size : pos + size + 4], "big")
+        pos += size + 4
+        if pos + value_size > end:
+            raise _fail(f"READY property {name!r} runs past the end of the command", data)
+        if name in properties:
+            raise _fail(f"READY repeats property {name!r}", data)
+        properties[name] = data[pos : pos + value_size]
+        pos += value_size
+    return properties
+
+
+class ZMTPConnection:
+    """One ZMTP 3.x connection with the NULL mechanism, as a state machine (like h11).
+
+    Send ``initiate() + encode_ready()`` as soon as the transport is up, feed each chunk received
+    to ``receive_data()``, act on the events, and send what the ``encode_*()`` methods return.
+
+    Args:
+        socket_type: our socket type, one of SOCKET_TYPES.
+        identity: our routing identity (for REQ, DEALER, ROUTER): at most 255 bytes, not
+            starting with a zero byte (RFC 23 reserves those).
+        as_server: the greeting's as-server flag (the NULL mechanism ignores it).
+        minor: 1 to speak ZMTP 3.1, 0 to act as a ZMTP 3.0 peer.
+        maxmsgsize: largest message (all its frames together) accepted from the peer, in
+            bytes; None for no limit, as in libzmq.
+
+    Attributes:
+        socket_type: our socket type.
+        identity: our identity.
+        peer: the peer's Ready event, once it arrived.
+
+    Raises:
+        ValueError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        socket_type: str,
+        identity: bytes = b"",
+        as_server: bool = False,
+        minor: int = 1,
+        maxmsgsize: int | None = None,
+    ) -> None:
+        if socket_type not in SOCKET_TYPES:
+            raise ValueError(f"unknown socket type {socket_type!r}; expected one of SOCKET_TYPES")
+        if minor not in (0, 1):
+            raise ValueError(f"minor must be 0 (ZMTP 3.0) or 1 (ZMTP 3.1), not {minor!r}")
+        if len(identity) > 255 or identity[:1] == b"\0":
+            raise ValueError("identity must be at most 255 bytes and not start with a zero byte")
+        if maxmsgsize is not None and maxmsgsize < 0:
+            raise ValueError("maxmsgsize must be None (no limit) or at least 0")
+        self.socket_type = socket_type
+        self.identity = bytes(identity)
+        self.peer: Ready | None = None
+        self._our_minor = minor
+        self._limit = _MAX_FRAME if maxmsgsize is None else maxmsgsize
+        self._greeting = b"".join(
+            (b"\xff", bytes(8), b"\x7f", bytes((3, minor)), _NULL_MECHANISM, bytes((as_server,)))
+        ) + bytes(31)
+        properties = _encode_property(b"Socket-Type", socket_type.encode("ascii"))
+        if socket_type in _IDENTITY_TYPES or identity:
+            properties += _encode_property(b"Identity", self.identity)
+        self._ready = _encode_command(b"READY", properties)
+        self._ready_sent = False
+        self._state = _GREETING
+        self._failure = ""
+        self._minor: int | None = None
+        self._buf = bytearray()
+        self._pos = 0  # where the unread bytes of _buf start
+        self._need = 1  # unread bytes needed before the next frame can be decoded
+        self._frames: list[bytes] = []  # frames of the message being collected
+        self._total = 0  # their size
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the peer's side of the connection is."""
+        return self._state
+
+    @property
+    def minor(self) -> int | None:
+        """The negotiated minor version (0 or 1); None until the peer's greeting arrived."""
+        return self._minor
+
+    @property
+    def handshake_complete(self) -> bool:
+        """Whether READY was both sent (encode_ready) and received: messages may flow."""
+        return self._ready_sent and self._state is _TRAFFIC
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Consume bytes from the peer, in chunks of any size.
+
+        Args:
+            data: the next bytes received (empty bytes do nothing).
+
+        Returns:
+            The events these bytes completed, in order; often none.
+
+        Raises:
+            MessageTooLarge: a frame or message announced more than ``maxmsgsize`` bytes.
+            ProtocolError: the bytes broke ZMTP; the connection is FAILED and must be closed.
+                Events completed earlier in the same ``data`` are lost with it.
+        """
+        state = self._state
+        if state is not _TRAFFIC:
+            if state is _FAILED:
+                raise ProtocolError(f"connection already failed: {self._failure}")
+            if state is _CLOSED:
+                return []
+        buf = self._buf
+        buf += data
+        if len(buf) - self._pos < self._need and state is not _GREETING:
+            return []
+        events: list[Event] = []
+        try:
+            if state is _GREETING:
+                self._receive_greeting(events)
+                if self._state is _GREETING or len(buf) - self._pos < self._need:
+                    return events
+            self._receive_frames(events)
+        except ProtocolError as exc:
+            self._state, self._failure = _FAILED, str(exc)
+            raise
+        return events
+
+    def _receive_greeting(self, events: list[Event]) -> None:
+        buf = self._buf
+        size = len(buf)
+        if size and buf[0] != 0xFF:
+            raise _fail(f"not a ZMTP 3 peer: greeting starts with 0x{buf[0]:02x}, not 0xff", buf)
+        if size >= 10 and not buf[9] & 1:
+            raise _fail(f"not a ZMTP 3 peer: greeting byte 9 is 0x{buf[9]:02x}, not 0x7f", buf)
+        if size >= 11 and buf[10] < 3:
+            raise _fail(f"peer speaks ZMTP major version {buf[10]}: only 3.x is supported", buf)
+        if size >= 32 and buf[12:32] != _NULL_MECHANISM:
+            name = bytes(buf[12:32]).rstrip(b"\0").decode("ascii", "replace")
+            raise _fail(f"peer requires the {name!r} mechanism; only NULL is supported", buf)
+        if size >= _GREETING_SIZE:
+            major, minor = buf[10], buf[11]
+            # A 3.0 peer gets 3.0; a 3.1-or-later peer gets what we speak (RFC 37).
+            self._minor = min(minor, self._our_minor) if major == 3 else self._our_minor
+            self._pos = _GREETING_SIZE
+            self._state = _HANDSHAKE
+            events.append(Greeting(major, minor, "NULL", bool(buf[32])))
+
+    def _receive_frames(self, events: list[Event]) -> None:
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        frames = self._frames
+        total = self._total
+        limit = self._limit
+        traffic = self._state is _TRAFFIC
+        need = 1
+        view = memoryview(buf)
+        try:
+            while pos < end:
+                flags = buf[pos]
+                if flags < 2:  # short message frame, the common case: 0 last, 1 MORE
+                    if end - pos < 2:
+                        need = 2
+                        break
+                    size = buf[pos + 1]
+                    start = pos + 2
+                elif flags == 2 or flags == 3:  # long message frame
+                    if end - pos < 9:
+                        need = 9
+                        break
+                    size = _unpack_size(buf, pos + 1)[0]
+                    start = pos + 9
+                    if size > _MAX_FRAME:
+                        raise _fail(f"frame size {size} is over 2^63-1", view[pos:])
+                elif flags == 4 or flags == 6:  # command, short or long
+                    start = pos + (9 if flags == 6 else 2)
+                    if start > end:
+                        need = start - pos
+                        break
+                    size = _unpack_size(buf, pos + 1)[0] if flags == 6 else buf[pos + 1]
+                    if size > MAX_COMMAND_SIZE:
+                        raise _fail(f"{size}-byte command is over MAX_COMMAND_SIZE", view[pos:])
+                    if start + size > end:
+                        need = start + size - pos
+                        break
+                    frame = bytes(view[pos : start + size])
+                    self._receive_command(frame, start - pos, events)
+                    pos = start + size
+                    if self._state is _CLOSED:  # after ERROR, nothing more is read
+                        pos = end
+                        break
+                    traffic = True
+                    continue
+                else:
+                    raise _fail(
+                        f"frame flags 0x{flags:02x} "
+                        + ("set reserved bits" if flags & 0xF8 else "mark a command with MORE"),
+                        view[pos:],
+                    )
+                if not traffic:
+                    raise _fail("expected the peer's READY command, got a message", view[pos:])
+                if total + size > limit:
+                    raise MessageTooLarge(
+                        f"peer announced a {size}-byte frame, making a message of "
+                        f"{total + size} bytes; maxmsgsize is {limit}",
+                        bytes(view[pos:start]),
+                    )
+                stop = start + size
+                if stop > end:
+                    need = stop - pos
+                    break
+                frames.append(bytes(view[start:stop]))
+                pos = stop
+                if flags & 1:
+                    total += size
+                    continue
+                events.append(Message(frames))
+                frames = []
+                total = 0
+        finally:
+            view.release()
+        self._frames = frames
+        self._total = total
+        self._need = need
+        if pos >= end:
+            buf.clear()
+            pos = 0
+        elif pos > _COMPACT_AT and pos > end - pos:
+            del buf[:pos]
+            pos = 0
+        self._pos = pos
+
+    def _receive_command(self, frame: bytes, header: int, events: list[Event]) -> None:
+        # frame: the whole command frame, its header included (errors carry it)
+        size = frame[header] if len(frame) > header else 0
+        if size == 0 or header + 1 + size > len(frame):
+            raise _fail("malformed command: bad name length", frame)
+        name = frame[header + 1 : header + 1 + size]
+        data = frame[header + 1 + size :]
+        if self._state is _HANDSHAKE and name != b"ERROR":
+            if name != b"READY":
+                raise _fail(f"expected the peer's READY command, got {name!r}", frame)
+            properties = _parse_metadata(data)
+            if "socket-type" not in properties:
+                raise _fail("peer's READY has no Socket-Type property", frame)
+            socket_type = properties["socket-type"].decode("latin-1")
+            self.peer = Ready(socket_type, properties.get("identity", b""), properties)
+            self._state = _TRAFFIC
+            events.append(self.peer)
+        elif name == b"SUBSCRIBE":
+            events.append(Subscribe(data))
+        elif name == b"CANCEL":
+            events.append(Cancel(data))
+        elif name == b"PING":
+            if len(data) < 2:
+                raise _fail("PING without its 2-byte TTL", frame)
+            events.append(Ping(int.from_bytes(data[:2], "big"), data[2:18]))
+        elif name == b"PONG":
+            events.append(Pong(data))
+        elif name == b"ERROR":
+            if not data or data[0] > len(data) - 1:
+                raise _fail("malformed ERROR: bad reason length", frame)
+            self._state = _CLOSED
+            events.append(Error(data[1 : data[0] + 1].decode("utf-8", "replace")))
+        elif name == b"READY":
+            raise _fail("peer sent READY twice", frame)
+        else:
+            events.append(UnknownCommand(name.decode("latin-1"), data))
+
+    def initiate(self) -> bytes:
+        """Return our 64-byte greeting, to send first and whole."""
+        return self._greeting
+
+    def encode_ready(self) -> bytes:
+        """Return our READY: Socket-Type, and Identity for REQ/DEALER/ROUTER (as libzmq).
+
+        It may go right after the greeting, without waiting for the peer's; libzmq does so.
+        """
+        self._ready_sent = True
+        return self._ready
+
+    encode_message = staticmethod(encode_message)
+
+    def encode_subscribe(self, topic: bytes) -> bytes:
+        """Encode a subscription as the peer expects: SUBSCRIBE (3.1) or a message (3.0).
+
+        Raises:
+            RuntimeError: the peer's greeting, which tells its version, has not arrived.
+        """
+        return self._encode_subscription(b"SUBSCRIBE", b"\x01", topic)
+
+    def encode_cancel(self, topic: bytes) -> bytes:
+        """Encode the end of a subscription: CANCEL (3.1) or a message (3.0).
+
+        Raises:
+            RuntimeError: the peer's greeting has not arrived.
+        """
+        return self._encode_subscription(b"CANCEL", b"\x00", topic)
+
+    def _encode_subscription(self, command: bytes, byte: bytes, topic: bytes) -> bytes:
+        if self._minor is None:
+            raise RuntimeError("the peer's ZMTP version is unknown until its greeting arrives")
+        return _encode_command(command, topic) if self._minor else encode_message((byte + topic,))
+
+    @staticmethod
+    def encode_ping(ttl: int = 0, context: bytes = b"") -> bytes:
+        """Encode a PING (ZMTP 3.1 defines it; a 3.0 peer ignores it).
+
+        Args:
+            ttl: how long the peer should wait for traffic before giving up, in deciseconds
+                (0 to 65535; 0 gives no hint).
+            context: at most 16 bytes, which the peer echoes in its PONG.
+
+        Raises:
+            ValueError: ttl or context out of range.
+        """
+        if not 0 <= ttl <= 0xFFFF:
+            raise ValueError("ttl must be 0 to 65535 deciseconds")
+        if len(context) > 16:
+            raise ValueError("a PING context is at most 16 bytes")
+        return _encode_command(b"PING", ttl.to_bytes(2, "big") + context)
+
+    @staticmethod
+    def encode_pong(context: bytes = b"") -> bytes:
+        """Encode the PONG answering a PING with this context (at most 16 bytes).
+
+        Raises:
+            ValueError: context is over 16 bytes.
+        """
+        if len(context) > 16:
+            raise ValueError("a PONG context is at most 16 bytes")
+        return _encode_command(b"PONG", context)
+
+    @staticmethod
+    def encode_error(reason: str | bytes) -> bytes:
+        """Encode an ERROR command: send it, then close the connection.
+
+        Args:
+            reason: why, at most 255 bytes once UTF-8 encoded (see mismatch_reason()).
+
+        Raises:
+            ValueError: reason is over 255 bytes.
+        """
+        raw = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+        if len(raw) > 255:
+            raise ValueError("an ERROR reason is at most 255 bytes")
+        return _encode_command(b"ERROR", bytes((len(raw),)) + raw)
