@@ -17,8 +17,9 @@ kill or timeout that arrives after the wake is delivered at its next blocking po
 value handed over (a queue item, a lock) is never lost.
 
 The run queue is drained in batches by one loop callback: a batch is what was runnable when it
-began, so `sleep(0)` lets every other runnable dhaga run once before the loop polls for I/O
-again. A dhaga that parks switches straight to the next runnable one in the batch (no trip
+began plus up to `DRAIN_EXTRA` dhagas woken while it runs; then the loop polls for I/O and
+timers again. The queue is FIFO, so `sleep(0)` lets every other runnable dhaga run once
+before the caller continues. A dhaga that parks switches straight to the next runnable one in the batch (no trip
 through the loop's greenlet), and a worker whose dhaga finished runs the next *new* dhaga
 inline, without switching at all. The loop's greenlet (the *hub*) is whichever greenlet runs the
 event loop: the top-level code of a thread blocking on something, or `asyncio.run()`.
@@ -64,6 +65,11 @@ _ids = itertools.count(1)
 
 #: Idle worker greenlets kept for reuse; beyond this, finished workers exit and free memory.
 MAX_IDLE_WORKERS = 1024
+
+#: How many dhagas woken *during* a drain may still run in it before the loop polls for I/O
+#: again. Dhagas that hand work back and forth then switch directly to each other, without a
+#: loop iteration (and its epoll system call) per hand-off, yet I/O waits at most this long.
+DRAIN_EXTRA = 512
 
 # Dhaga states, as small ints compared with `is` in hot paths (an Enum lookup costs more).
 NEW, RUNNING, PARKED, DONE = 0, 1, 2, 3
@@ -533,7 +539,7 @@ class Scheduler:
 
     def _switch_next(self) -> None:
         runq = self._runq
-        while self._batch > 0:
+        while self._batch > 0 and runq:
             self._batch -= 1
             nxt = runq.popleft()
             state = nxt._state
@@ -572,8 +578,9 @@ class Scheduler:
         if isinstance(hub, _Worker):
             raise RuntimeError("the event loop is being run from inside a dhaga")
         self._hub = hub
-        self._batch = len(self._runq)
-        while self._batch > 0:
+        runq = self._runq
+        self._batch = len(runq) + DRAIN_EXTRA
+        while self._batch > 0 and runq:
             # Runs the first runnable dhaga; returns when one parks or finishes with the
             # batch exhausted, or when a worker exits.
             self._switch_next()
@@ -608,7 +615,7 @@ class Scheduler:
             task = value = None  # release them before waiting for the next
             gr.task = None
             # Pick the next item of the batch: a new dhaga runs right here.
-            while self._batch > 0:
+            while self._batch > 0 and runq:
                 self._batch -= 1
                 nxt = runq.popleft()
                 state = nxt._state
