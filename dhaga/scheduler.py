@@ -481,8 +481,19 @@ class Scheduler:
             raise exc
         waiter._state = PARKED
         if timeout is None:
-            self._suspend(waiter)
-            return waiter._take_resume()
+            if waiter is self._top:
+                self._suspend(waiter)
+            else:
+                self._switch_next()  # the hot path, inlined: a dhaga hands over the thread
+            # As _take_resume(), inlined.
+            waiter._gen += 1
+            exc = waiter._resume_exc
+            if exc is not None:
+                waiter._resume_exc = None
+                raise exc
+            value = waiter._resume_value
+            waiter._resume_value = None
+            return value
         if timeout <= 0:
             handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
         else:

@@ -395,3 +395,26 @@ def test_log_level_of_unjoined_failure_is_error(dhaga_log):
     settle()
     gc.collect()
     assert any(r.levelno == logging.ERROR for r in dhaga_log.records)
+
+
+def test_format_stacks_shows_where_each_dhaga_is_blocked():
+    from dhaga.scheduler import format_stacks
+
+    ev = Event()
+
+    def parked_right_here():
+        ev.wait()
+
+    d = dhaga.spawn(parked_right_here)
+    settle()
+    text = format_stacks()
+    assert "parked_right_here" in text and d.name in text
+    ev.set()
+    d.join()
+    assert "parked_right_here" not in format_stacks()
+
+
+def test_timeout_dump_hook_includes_dhaga_stacks():
+    import pytest_timeout
+
+    assert pytest_timeout.dump_stacks.__name__ == "_dump_all"
