@@ -463,6 +463,23 @@ class Scheduler:
             Timeout: ``timeout`` seconds passed first.
             BaseException: whatever the waiter was woken or killed with.
         """
+        if timeout is None and waiter is self._current:
+            # The hot path (a dhaga waiting without a timeout), with nothing called but the
+            # switch itself; otherwise the same as park_timed.
+            exc = waiter._pending_exc
+            if exc is not None:
+                waiter._pending_exc = None
+                raise exc
+            waiter._state = PARKED
+            self._switch_next()
+            waiter._gen += 1
+            exc = waiter._resume_exc
+            if exc is not None:
+                waiter._resume_exc = None
+                raise exc
+            value = waiter._resume_value
+            waiter._resume_value = None
+            return value
         value = self.park_timed(waiter, timeout)
         if value is TIMED_OUT:
             raise Timeout(f"timed out after {timeout}s", timeout)
@@ -713,7 +730,19 @@ def wake(
     """
     sched = waiter._sched
     if sched._thread_id == _get_ident():
-        sched._unpark(waiter, value, exc, gen)
+        # Scheduler._unpark, inlined for the common case of a dhaga of this thread.
+        if waiter._state is not PARKED or (gen is not None and gen != waiter._gen):
+            return
+        if waiter is sched._top:
+            sched._unpark(waiter, value, exc, gen)
+            return
+        waiter._state = RUNNING
+        waiter._resume_value = value
+        waiter._resume_exc = exc
+        sched._runq.append(waiter)  # type: ignore[arg-type]
+        if not sched._drain_pending:
+            sched._drain_pending = True
+            sched._call_soon(sched._drain)
     else:
         sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
 
@@ -800,6 +829,8 @@ def get_scheduler() -> Scheduler:
     Inside a running event loop, the scheduler bound to that loop.
     """
     sched: Scheduler | None = getattr(_local, "sched", None)
+    if sched is not None and sched._current is not None:
+        return sched  # in a dhaga: its scheduler's loop is the one running
     running = _get_running_loop()
     if running is None and sched is not None and not sched._owns_loop and sched.loop.is_closed():
         # The loop this scheduler borrowed (asyncio.run's) is gone: go back to our own.
