@@ -418,3 +418,17 @@ def test_timeout_dump_hook_includes_dhaga_stacks():
     import pytest_timeout
 
     assert pytest_timeout.dump_stacks.__name__ == "_dump_all"
+
+
+def test_worker_thread_loop_is_closed_when_the_thread_ends():
+    loops = []
+
+    def thread_main():
+        dhaga.run(dhaga.sleep, 0)
+        loops.append(dhaga.get_scheduler().loop)
+
+    t = threading.Thread(target=thread_main)
+    t.start()
+    t.join()
+    gc.collect()
+    assert loops and loops[0].is_closed()
