@@ -600,22 +600,29 @@ class Scheduler:
 
     # ------------------------------------------------------------------ the hub side
     def _drain(self) -> None:
-        """Run one batch of the run queue (a loop callback)."""
-        self._drain_pending = False
+        """Run one batch of the run queue (a loop callback).
+
+        ``_drain_pending`` stays set while the batch runs, so dhagas woken meanwhile join this
+        batch instead of scheduling another loop callback (and another poll) each.
+        """
         hub = _getcurrent()
         if isinstance(hub, _Worker):
+            self._drain_pending = False
             raise RuntimeError("the event loop is being run from inside a dhaga")
         self._hub = hub
         runq = self._runq
         self._batch = len(runq) + DRAIN_EXTRA
-        while self._batch > 0 and runq:
-            # Runs the first runnable dhaga; returns when one parks or finishes with the
-            # batch exhausted, or when a worker exits.
-            self._switch_next()
-        self._current = None
-        if self._runq and not self._drain_pending:
-            self._drain_pending = True
-            self._call_soon(self._drain)
+        try:
+            while self._batch > 0 and runq:
+                # Runs the first runnable dhaga; returns when one parks or finishes with the
+                # batch exhausted, or when a worker exits.
+                self._switch_next()
+        finally:
+            self._current = None
+            if runq:
+                self._call_soon(self._drain)  # still pending: the next batch
+            else:
+                self._drain_pending = False
 
     def _new_worker(self) -> _Worker:
         return _Worker(self._work, parent=self._hub)
