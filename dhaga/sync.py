@@ -2,20 +2,26 @@
 
 How this works
 --------------
-Every primitive keeps its waiters as *tickets* ``(waiter, gen)`` in FIFO order, and guards its
-state with a small real mutex, so the same object also works between dhagas of different OS
-threads and plain threads (each side parks on its own scheduler; a wake-up crosses threads
-through the loop's thread-safe callback, addressed to one park by ``gen``).
+Every primitive keeps its waiters as *tickets* ``(waiter, gen)`` in FIFO order and guards them
+with a small real mutex, so the same object also works between dhagas of different OS threads
+and plain threads (each side parks on its own scheduler; a wake-up crosses threads through the
+loop's thread-safe callback, addressed to one park by ``gen``).
 
 Nothing is lost when a waiter leaves early (killed or timed out):
 - `Lock` and `Semaphore` *hand over* a permit to the first waiter on release. A waiter that
-  finds, as it leaves, that its ticket was already taken owns a permit it did not use, and
-  releases it to the next waiter.
+  finds, as it leaves, that its ticket was already taken owns a permit: on a timeout it keeps it
+  (the acquire succeeded after all); when killed it releases it to the next waiter.
 - `Queue` *notifies* the first getter (or putter) and reserves an item (or a slot) for it: a
-  newcomer cannot take what is reserved. A notified waiter that leaves passes its reservation
-  on to the next one.
+  newcomer cannot take what is reserved. A notified getter (putter) that times out takes its
+  item (its slot); one that is killed passes its reservation on. `Condition` passes a
+  notification on the same way.
 A waiter woken with a value always receives it (a later kill is delivered at its next blocking
 point), so handed-over permits and items cannot vanish between the wake-up and the waiter.
+
+`Lock` takes no mutex when uncontended: its state is a real non-blocking `_thread.lock`, which
+stays held while the lock is handed from one holder to the next. An acquirer that fails retries
+under the mutex before queueing; a releaser checks ``mutex.locked()`` *before* the waiters, so
+an acquirer between its retry and its queueing is always seen (see `Lock.release`).
 
 This module knows the scheduler's parking rules; it knows nothing about I/O.
 """
@@ -25,10 +31,12 @@ from __future__ import annotations
 import heapq
 import queue as _stdqueue
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Generic, TypeVar
 
-from .scheduler import TIMED_OUT, _Waiter, get_scheduler, wake
+from .errors import Timeout
+from .scheduler import TIMED_OUT, Scheduler, _local, _Waiter, current, get_scheduler
 
 __all__ = [
     "Event",
@@ -49,33 +57,65 @@ __all__ = [
 Empty = _stdqueue.Empty
 Full = _stdqueue.Full
 
-
-class ShutDown(Exception):
-    """Raised by a `Queue` that was shut down (as ``queue.ShutDown`` in Python 3.13)."""
+if hasattr(_stdqueue, "ShutDown"):  # Python 3.13+
+    ShutDown = _stdqueue.ShutDown
+else:
+    class ShutDown(Exception):  # type: ignore[no-redef]
+        """Raised by a `Queue` that was shut down (``queue.ShutDown`` from Python 3.13)."""
 
 
 T = TypeVar("T")
 _Ticket = tuple  # (waiter, gen)
+_get_ident = threading.get_ident
+_BLOCK = object()  # "no ticket to wake: go and wait" in the queue fast paths
 
 
-def _check_timeout(blocking: bool, timeout: float | None) -> float | None:
-    if timeout is not None and timeout < 0:
-        if timeout == -1:  # threading's spelling of "forever"
-            return None
-        raise ValueError("timeout must be a non-negative number")
-    if not blocking and timeout is not None:
+def _me() -> tuple[Scheduler, _Waiter]:
+    """The caller's scheduler and waiter (its dhaga, or the thread's top level)."""
+    sched = getattr(_local, "sched", None)  # `current()`, inlined: this is the hot path
+    if sched is not None:
+        d = sched._current
+        if d is not None:
+            return sched, d
+    sched = get_scheduler()
+    return sched, sched.waiter()
+
+
+def _wake(ticket: _Ticket, value: Any = True) -> None:
+    """Wake the park a ticket was taken for, from any thread (`scheduler.wake`, inlined)."""
+    waiter, gen = ticket
+    sched = waiter._sched
+    if sched._thread_id == _get_ident():
+        sched._unpark(waiter, value, None, gen)
+    else:
+        sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, None, gen)
+
+
+def _lock_timeout(blocking: bool, timeout: float | None) -> float | None:
+    """Validate ``acquire(blocking, timeout)`` as `threading.Lock` does; -1 means forever."""
+    if timeout is None or timeout == -1:
+        return None
+    if not blocking:
         raise ValueError("can't specify a timeout for a non-blocking call")
+    if timeout < 0:
+        raise ValueError("timeout value must be a non-negative number")
     return timeout
 
 
-def _wake_ticket(ticket: _Ticket, value: Any = True) -> None:
-    wake(ticket[0], value, None, ticket[1])
+def _remove(mutex: Any, waiters: deque, ticket: _Ticket) -> bool:
+    """Take ``ticket`` out of ``waiters``; False if someone already took it (it was served)."""
+    with mutex:
+        try:
+            waiters.remove(ticket)
+        except ValueError:
+            return False
+    return True
 
 
 class Event:
     """A flag that dhagas (and threads) can wait for; `threading.Event`'s interface."""
 
-    __slots__ = ("_flag", "_waiters", "_mutex")
+    __slots__ = ("_flag", "_waiters", "_mutex", "__weakref__")
 
     def __init__(self) -> None:
         self._flag = False
@@ -86,6 +126,7 @@ class Event:
         return f"<Event {'set' if self._flag else 'unset'} waiters={len(self._waiters)}>"
 
     def is_set(self) -> bool:
+        """True when the flag is set."""
         return self._flag
 
     isSet = is_set  # noqa: N815 - threading's old name
@@ -96,9 +137,10 @@ class Event:
             self._flag = True
             waiters, self._waiters = self._waiters, {}
         for ticket in waiters:
-            _wake_ticket(ticket)
+            _wake(ticket)
 
     def clear(self) -> None:
+        """Reset the flag; later `wait` calls block again."""
         self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -109,154 +151,143 @@ class Event:
         """
         if self._flag:
             return True
-        sched = get_scheduler()
-        waiter = sched.waiter()
+        sched, waiter = _me()
         ticket = (waiter, waiter._gen)
         with self._mutex:
             if self._flag:
                 return True
             self._waiters[ticket] = None
         try:
-            return sched.park_timed(waiter, timeout) is not TIMED_OUT or self._flag
-        finally:
+            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+                return True  # set() took our ticket
+        except BaseException:
             with self._mutex:
                 self._waiters.pop(ticket, None)
+            raise
+        with self._mutex:
+            self._waiters.pop(ticket, None)
+        return self._flag
 
 
-class Semaphore:
-    """A counter of permits; `threading.Semaphore`'s interface, FIFO, hand-over on release."""
+class Lock:
+    """A mutual-exclusion lock with `threading.Lock`'s interface; waiters served FIFO.
 
-    def __init__(self, value: int = 1) -> None:
-        if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
-        self._value = value
+    Any dhaga or thread may release it (as with `threading.Lock`). Across threads, a newcomer
+    arriving at the very instant of a release may take the lock ahead of the queued waiters;
+    queued waiters are always served in order.
+    """
+
+    __slots__ = ("_held", "_waiters", "_mutex", "__weakref__")
+
+    def __init__(self) -> None:
+        self._held = threading.Lock()  # acquired <=> this lock is held (or being handed over)
         self._waiters: deque[_Ticket] = deque()
         self._mutex = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} value={self._value} waiters={len(self._waiters)}>"
+        state = "locked" if self._held.locked() else "unlocked"
+        return f"<{type(self).__name__} {state} waiters={len(self._waiters)}>"
 
     def locked(self) -> bool:
-        """True when an acquire would have to wait."""
-        return self._value == 0
+        """True when the lock is held."""
+        return self._held.locked()
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        """Take a permit, waiting for one if needed.
+    def acquire(self, blocking: bool = True, timeout: float | None = -1) -> bool:
+        """Take the lock, waiting for it if needed.
+
+        Args:
+            blocking: wait if it is held; False returns at once.
+            timeout: seconds to wait at most; -1 (or None) waits forever.
 
         Returns:
-            True once acquired; False if non-blocking and none was free, or on timeout.
+            True once acquired; False if non-blocking and held, or on timeout.
         """
-        timeout = _check_timeout(blocking, timeout)
-        with self._mutex:
-            if self._value > 0 and not self._waiters:
-                self._value -= 1
-                return True
-            if not blocking:
-                return False
-            sched = get_scheduler()
-            waiter = sched.waiter()
-            ticket = (waiter, waiter._gen)
-            self._waiters.append(ticket)
-        got = False
-        try:
-            got = sched.park_timed(waiter, timeout) is not TIMED_OUT
-        finally:
-            if not got:
-                with self._mutex:
-                    try:
-                        self._waiters.remove(ticket)
-                        handed = False
-                    except ValueError:
-                        handed = True  # a permit is on its way to us: pass it on
-                if handed:
-                    self._release_one()
-        return got
-
-    __enter__ = acquire
-
-    def _release_one(self) -> None:
-        with self._mutex:
-            if self._waiters:
-                ticket = self._waiters.popleft()
-            else:
-                self._value += 1
-                return
-        _wake_ticket(ticket)
-
-    def release(self, n: int = 1) -> None:
-        """Return ``n`` permits, handing each to the longest waiter if there is one."""
-        if n < 1:
-            raise ValueError("n must be one or more")
-        for _ in range(n):
-            self._release_one()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-
-class BoundedSemaphore(Semaphore):
-    """A `Semaphore` that refuses to be released above its initial value."""
-
-    def __init__(self, value: int = 1) -> None:
-        super().__init__(value)
-        self._initial = value
-        self._held = 0
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        got = super().acquire(blocking, timeout)
-        if got:
-            with self._mutex:
-                self._held += 1
-        return got
-
-    __enter__ = acquire
-
-    def release(self, n: int = 1) -> None:
-        with self._mutex:
-            if n > self._held:
-                raise ValueError("Semaphore released too many times")
-            self._held -= n
-        super().release(n)
-
-
-class Lock:
-    """A mutual-exclusion lock with `threading.Lock`'s interface; waiters served FIFO."""
-
-    def __init__(self) -> None:
-        self._sem = Semaphore(1)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {'locked' if self.locked() else 'unlocked'}>"
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._sem.acquire(blocking, None if timeout == -1 else timeout)
-
-    def release(self) -> None:
-        sem = self._sem
-        with sem._mutex:
-            if sem._value > 0:
-                raise RuntimeError("release unlocked lock")
-        sem._release_one()
-
-    def locked(self) -> bool:
-        return self._sem._value == 0
+        if timeout == -1 and self._held.acquire(False):
+            return True
+        return self._acquire_slow(blocking, _lock_timeout(blocking, timeout))
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        if self._held.acquire(False):
+            return True
+        return self._acquire_slow(True, None)
 
-    def __exit__(self, *exc: Any) -> None:
+    def _acquire_slow(self, blocking: bool, timeout: float | None) -> bool:
+        if self._held.acquire(False):
+            return True
+        if not blocking:
+            return False
+        sched, waiter = _me()
+        ticket = (waiter, waiter._gen)
+        with self._mutex:
+            if self._held.acquire(False):  # released since we looked: never queue for a free lock
+                return True
+            self._waiters.append(ticket)
+        try:
+            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+                return True  # handed over to us
+        except BaseException:
+            if not _remove(self._mutex, self._waiters, ticket):
+                self.release()  # handed over as we were killed: pass it on
+            raise
+        # Timed out; if it was handed over meanwhile, the acquire succeeded after all.
+        return not _remove(self._mutex, self._waiters, ticket)
+
+    def release(self) -> None:
+        """Release the lock, handing it to the longest waiter if there is one.
+
+        Raises:
+            RuntimeError: the lock is not held.
+        """
+        try:
+            self._held.release()
+        except RuntimeError:
+            raise RuntimeError("release unlocked lock") from None
+        # An acquirer holds the mutex from its retry until it has queued: look at the mutex
+        # first, then at the queue, and one of the two shows it.
+        if self._mutex.locked() or self._waiters:
+            self._hand_over()
+
+    def __exit__(self, t: Any, v: Any, tb: Any) -> None:
+        self._held.release()
+        if self._mutex.locked() or self._waiters:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._mutex:
+            if not self._waiters or not self._held.acquire(False):
+                return  # nobody waits, or a newcomer took it (its release will hand over)
+            waiter, gen = self._waiters.popleft()
+        sched = waiter._sched  # _wake(), inlined: this is the contended hot path
+        if sched._thread_id == _get_ident():
+            sched._unpark(waiter, True, None, gen)
+        else:
+            sched.loop.call_soon_threadsafe(sched._unpark, waiter, True, None, gen)
+
+    # For Condition.
+    def _is_owned(self) -> bool:
+        return self._held.locked()
+
+    def _release_save(self) -> None:
         self.release()
+
+    def _acquire_restore(self, _state: Any) -> None:
+        self.acquire()
 
 
 def _owner() -> _Waiter:
     """The identity that owns an `RLock`: the current dhaga, or the thread's top level."""
-    sched = get_scheduler()
-    d = sched._current
-    return d if d is not None else sched._top
+    d = current()
+    return d if d is not None else get_scheduler()._top
 
 
 class RLock:
-    """A reentrant lock owned by a dhaga (or a thread's top level); `threading.RLock`'s interface."""
+    """A reentrant lock owned by a dhaga (or a thread's top level); `threading.RLock`'s interface.
+
+    Ownership is per dhaga, as it is per thread for `threading.RLock`: two dhagas of one
+    thread exclude each other.
+    """
+
+    __slots__ = ("_lock", "_owner", "_count", "__weakref__")
 
     def __init__(self) -> None:
         self._lock = Lock()
@@ -266,7 +297,8 @@ class RLock:
     def __repr__(self) -> str:
         return f"<RLock owner={self._owner!r} count={self._count}>"
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float | None = -1) -> bool:
+        """Take the lock (again, if the caller owns it already); see `Lock.acquire`."""
         me = _owner()
         if self._owner is me:
             self._count += 1
@@ -280,6 +312,11 @@ class RLock:
     __enter__ = acquire
 
     def release(self) -> None:
+        """Undo one `acquire`; the last one releases the lock.
+
+        Raises:
+            RuntimeError: the caller does not own the lock.
+        """
         if self._owner is not _owner():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
@@ -287,10 +324,11 @@ class RLock:
             self._owner = None
             self._lock.release()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, t: Any, v: Any, tb: Any) -> None:
         self.release()
 
     def locked(self) -> bool:
+        """True when some dhaga or thread owns the lock."""
         return self._lock.locked()
 
     def _is_owned(self) -> bool:
@@ -308,13 +346,123 @@ class RLock:
         self._count, self._owner = state
 
 
-class Condition:
-    """A condition variable with `threading.Condition`'s interface (default lock: an `RLock`)."""
+class Semaphore:
+    """A counter of permits; `threading.Semaphore`'s interface, FIFO, hand-over on release."""
 
-    def __init__(self, lock: Lock | RLock | None = None) -> None:
+    __slots__ = ("_value", "_waiters", "_mutex", "__weakref__")
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._value = value  # free permits; while anyone waits it is 0 (permits are handed over)
+        self._waiters: deque[_Ticket] = deque()
+        self._mutex = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} value={self._value} waiters={len(self._waiters)}>"
+
+    def locked(self) -> bool:
+        """True when an acquire would have to wait."""
+        return self._value == 0
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a permit, waiting for one if needed.
+
+        Returns:
+            True once acquired; False if non-blocking and none was free, or on timeout.
+
+        Raises:
+            ValueError: a timeout was given with ``blocking=False``.
+        """
+        if timeout is not None and not blocking:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        with self._mutex:
+            if self._value:
+                self._value -= 1
+                return True
+        if not blocking:
+            return False
+        sched, waiter = _me()
+        ticket = (waiter, waiter._gen)
+        with self._mutex:
+            if self._value:  # released since we looked (another thread)
+                self._value -= 1
+                return True
+            self._waiters.append(ticket)
+        try:
+            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+                return True
+        except BaseException:
+            if not _remove(self._mutex, self._waiters, ticket):
+                self._release_one()  # handed over as we were killed: pass it on
+            raise
+        return not _remove(self._mutex, self._waiters, ticket)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def _release_one(self) -> None:
+        with self._mutex:
+            if not self._waiters:
+                self._value += 1
+                return
+            ticket = self._waiters.popleft()
+        _wake(ticket)
+
+    def release(self, n: int = 1) -> None:
+        """Return ``n`` permits, handing each to the longest waiter if there is one."""
+        if n < 1:
+            raise ValueError("n must be one or more")
+        for _ in range(n):
+            self._release_one()
+
+    def __exit__(self, t: Any, v: Any, tb: Any) -> None:
+        self._release_one()
+
+
+class BoundedSemaphore(Semaphore):
+    """A `Semaphore` that refuses to be released above its initial value.
+
+    As with `threading.BoundedSemaphore`, the check compares the free permits plus ``n`` with
+    the initial value; a permit being handed to a waiter is not free.
+    """
+
+    __slots__ = ("_initial",)
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial = value
+
+    def release(self, n: int = 1) -> None:
+        """Return ``n`` permits.
+
+        Raises:
+            ValueError: that would exceed the initial value.
+        """
+        if n < 1:
+            raise ValueError("n must be one or more")
+        with self._mutex:
+            if self._value + n > self._initial:
+                raise ValueError("Semaphore released too many times")
+        super().release(n)
+
+    def __exit__(self, t: Any, v: Any, tb: Any) -> None:
+        self.release()
+
+
+class Condition:
+    """A condition variable with `threading.Condition`'s interface (default lock: an `RLock`).
+
+    Also accepts a `Lock` or any lock with ``acquire``/``release``.
+    """
+
+    def __init__(self, lock: Any = None) -> None:
         self._lock = RLock() if lock is None else lock
         self.acquire = self._lock.acquire
         self.release = self._lock.release
+        for name in ("_is_owned", "_release_save", "_acquire_restore"):
+            if hasattr(self._lock, name):
+                setattr(self, name, getattr(self._lock, name))
         self._waiters: deque[_Ticket] = deque()
         self._mutex = threading.Lock()
 
@@ -327,47 +475,49 @@ class Condition:
     def __repr__(self) -> str:
         return f"<Condition {self._lock!r} waiters={len(self._waiters)}>"
 
+    # Fallbacks for foreign locks (as in the standard library).
     def _is_owned(self) -> bool:
-        lock = self._lock
-        if isinstance(lock, RLock):
-            return lock._is_owned()
-        return lock.locked()
+        if self._lock.acquire(False):
+            self._lock.release()
+            return False
+        return True
+
+    def _release_save(self) -> Any:
+        self._lock.release()
+
+    def _acquire_restore(self, _state: Any) -> None:
+        self._lock.acquire()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify, reacquire the lock.
 
         Returns:
             False if ``timeout`` expired, else True.
+
+        Raises:
+            RuntimeError: the caller does not hold the lock.
         """
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
-        sched = get_scheduler()
-        waiter = sched.waiter()
+        sched, waiter = _me()
         ticket = (waiter, waiter._gen)
         with self._mutex:
             self._waiters.append(ticket)
-        lock = self._lock
-        saved = lock._release_save() if isinstance(lock, RLock) else lock.release()
-        notified = False
+        saved = self._release_save()
         try:
-            notified = sched.park_timed(waiter, timeout) is not TIMED_OUT
-            return notified
+            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+                return True
+            # Notified as the timeout fired: count it as notified (nothing to pass on).
+            return not _remove(self._mutex, self._waiters, ticket)
+        except BaseException:
+            if not _remove(self._mutex, self._waiters, ticket):
+                self._notify(1)  # we were notified but cannot act on it: pass it on
+            raise
         finally:
-            if not notified:
-                with self._mutex:
-                    try:
-                        self._waiters.remove(ticket)
-                    except ValueError:
-                        pass
-            if isinstance(lock, RLock):
-                lock._acquire_restore(saved)  # type: ignore[arg-type]
-            else:
-                lock.acquire()
+            self._acquire_restore(saved)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
         """Wait until ``predicate()`` is true; return its last value."""
-        import time
-
         end = None if timeout is None else time.monotonic() + timeout
         result = predicate()
         while not result:
@@ -381,15 +531,24 @@ class Condition:
         return result
 
     def notify(self, n: int = 1) -> None:
-        """Wake up to ``n`` waiters (the longest-waiting first)."""
+        """Wake up to ``n`` waiters (the longest-waiting first).
+
+        Raises:
+            RuntimeError: the caller does not hold the lock.
+        """
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
+        self._notify(n)
+
+    def _notify(self, n: int) -> None:
         with self._mutex:
-            tickets = [self._waiters.popleft() for _ in range(min(n, len(self._waiters)))]
+            waiters = self._waiters
+            tickets = [waiters.popleft() for _ in range(min(n, len(waiters)))]
         for ticket in tickets:
-            _wake_ticket(ticket)
+            _wake(ticket)
 
     def notify_all(self) -> None:
+        """Wake every waiter."""
         self.notify(len(self._waiters))
 
     notifyAll = notify_all  # noqa: N815
@@ -398,6 +557,9 @@ class Condition:
 class Queue(Generic[T]):
     """A FIFO queue with `queue.Queue`'s interface, for dhagas and threads alike.
 
+    Subclasses may override ``_init``, ``_qsize``, ``_put`` and ``_get`` as with `queue.Queue`.
+    `qsize` counts the items reserved for getters that were woken but have not run yet.
+
     Args:
         maxsize: at most this many items; 0 or less means unbounded.
     """
@@ -405,15 +567,14 @@ class Queue(Generic[T]):
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         self._init(maxsize)
-        self._mutex = threading.Lock()
+        self.mutex = self._mutex = threading.Lock()  # ``mutex``: queue.Queue's name for it
         self._getters: deque[_Ticket] = deque()
         self._putters: deque[_Ticket] = deque()
-        self._got_reserved = 0  # items reserved for getters already notified
-        self._put_reserved = 0  # free slots reserved for putters already notified
+        self._got_reserved = 0  # items reserved for getters already woken
+        self._put_reserved = 0  # free slots reserved for putters already woken
+        self._joiners: list[_Ticket] = []
         self.unfinished_tasks = 0
-        self._all_done = Event()
-        self._all_done.set()
-        self._shutdown = False
+        self.is_shutdown = False
 
     # The storage, overridden by LifoQueue and PriorityQueue (as in the standard library).
     def _init(self, maxsize: int) -> None:
@@ -432,13 +593,19 @@ class Queue(Generic[T]):
         return f"<{type(self).__name__} size={self._qsize()} maxsize={self.maxsize}>"
 
     def qsize(self) -> int:
-        return self._qsize()
+        """The number of items queued (approximate while other threads run)."""
+        with self._mutex:
+            return self._qsize()
 
     def empty(self) -> bool:
-        return not self._qsize()
+        """True when no item is queued."""
+        with self._mutex:
+            return not self._qsize()
 
     def full(self) -> bool:
-        return 0 < self.maxsize <= self._qsize()
+        """True when a put would have to wait."""
+        with self._mutex:
+            return 0 < self.maxsize <= self._qsize()
 
     # ------------------------------------------------------------------ put
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
@@ -448,41 +615,71 @@ class Queue(Generic[T]):
             Full: non-blocking and full, or ``timeout`` expired.
             ShutDown: the queue was shut down.
         """
-        timeout = _check_timeout(block, timeout)
         with self._mutex:
-            if self._shutdown:
+            if self.is_shutdown:
                 raise ShutDown("put on a shut-down queue")
-            if self.maxsize <= 0 or self._qsize() + self._put_reserved < self.maxsize:
-                self._put_locked(item)
-                return
-            if not block:
-                raise Full
-            sched = get_scheduler()
-            waiter = sched.waiter()
-            ticket = (waiter, waiter._gen)
-            self._putters.append(ticket)
-        if not self._wait_reserved(sched, waiter, ticket, timeout, self._putters, "_put_reserved"):
-            raise Full
-        with self._mutex:  # a slot was reserved for us
-            self._put_reserved -= 1
-            if self._shutdown:
-                raise ShutDown("put on a shut-down queue")
-            self._put_locked(item)
+            maxsize = self.maxsize
+            if maxsize <= 0 or self._qsize() + self._put_reserved < maxsize:
+                self.unfinished_tasks += 1
+                getters = self._getters
+                while getters and not self._got_reserved and not self._qsize():
+                    # Hand the item straight to a getter of this thread: no storage, no
+                    # reservation. A getter already woken (say, by its timeout) refuses it.
+                    waiter, gen = getters[0]
+                    sched = waiter._sched
+                    if sched._thread_id != _get_ident():
+                        break
+                    getters.popleft()
+                    if not sched._unpark(waiter, (item,), None, gen):
+                        # Woken already (its timeout fired): it will find its ticket taken and
+                        # claim a reservation, so reserve the item for it.
+                        self._put(item)
+                        self._got_reserved += 1
+                    return
+                self._put(item)
+                if not getters or self._qsize() <= self._got_reserved:
+                    return
+                self._got_reserved += 1
+                ticket = getters.popleft()
+            else:
+                if not block:
+                    raise Full
+                if timeout is not None and timeout < 0:
+                    raise ValueError("'timeout' must be a non-negative number")
+                sched, waiter = _me()
+                mine = (waiter, waiter._gen)
+                self._putters.append(mine)
+                ticket = None
+        if ticket is None:
+            self._put_parked(sched, waiter, mine, item, timeout)
+        else:
+            _wake(ticket)
 
-    def _put_locked(self, item: T) -> None:
-        self._put(item)
-        self.unfinished_tasks += 1
-        if self.unfinished_tasks == 1:
-            self._all_done.clear()
-        ticket = None
-        if self._getters and self._qsize() > self._got_reserved:
-            ticket = self._getters.popleft()
+    def _put_parked(
+        self, sched: Scheduler, waiter: _Waiter, ticket: _Ticket, item: T, timeout: float | None
+    ) -> None:
+        try:
+            timed_out = sched.park_timed(waiter, timeout) is TIMED_OUT
+        except BaseException:
+            self._leave(ticket, self._putters, getter=False)
+            raise
+        if timed_out and _remove(self._mutex, self._putters, ticket):
+            raise Full
+        with self._mutex:  # a slot was reserved for us (or the queue was shut down)
+            self._put_reserved -= 1
+            if self.is_shutdown:
+                raise ShutDown("put on a shut-down queue")
+            self._put(item)
+            self.unfinished_tasks += 1
+            if not self._getters or self._qsize() <= self._got_reserved:
+                return
             self._got_reserved += 1
-        if ticket is not None:
-            _wake_ticket(ticket)
+            wake = self._getters.popleft()
+        _wake(wake)
 
     def put_nowait(self, item: T) -> None:
-        self.put(item, block=False)
+        """Put ``item`` if a slot is free, else raise `Full`."""
+        self.put(item, False)
 
     # ------------------------------------------------------------------ get
     def get(self, block: bool = True, timeout: float | None = None) -> T:
@@ -492,83 +689,110 @@ class Queue(Generic[T]):
             Empty: non-blocking and empty, or ``timeout`` expired.
             ShutDown: the queue was shut down and is empty.
         """
-        timeout = _check_timeout(block, timeout)
         with self._mutex:
             if self._qsize() > self._got_reserved:
-                return self._get_locked()
-            if self._shutdown:
-                raise ShutDown("get from a shut-down, empty queue")
-            if not block:
-                raise Empty
-            sched = get_scheduler()
-            waiter = sched.waiter()
-            ticket = (waiter, waiter._gen)
-            self._getters.append(ticket)
-        if not self._wait_reserved(sched, waiter, ticket, timeout, self._getters, "_got_reserved"):
-            raise Empty
-        with self._mutex:  # an item was reserved for us
-            self._got_reserved -= 1
-            if not self._qsize():
-                raise ShutDown("get from a shut-down, empty queue")
-            return self._get_locked()
-
-    def _get_locked(self) -> T:
-        item = self._get()
-        ticket = None
-        if self._putters and self.maxsize > 0:
-            if self.maxsize - self._qsize() > self._put_reserved:
-                ticket = self._putters.popleft()
+                item = self._get()
+                if not self._putters or self.maxsize - self._qsize() <= self._put_reserved:
+                    return item
                 self._put_reserved += 1
-        if ticket is not None:
-            _wake_ticket(ticket)
+                ticket = self._putters.popleft()
+            elif self.is_shutdown:
+                raise ShutDown("get from a shut-down, empty queue")
+            elif not block:
+                raise Empty
+            else:
+                if timeout is not None and timeout < 0:
+                    raise ValueError("'timeout' must be a non-negative number")
+                sched, waiter = _me()
+                mine = (waiter, waiter._gen)
+                self._getters.append(mine)
+                ticket = None
+        if ticket is None:
+            return self._get_parked(sched, waiter, mine, timeout)
+        _wake(ticket)
+        return item
+
+    def _reserve_slot(self) -> _Ticket | None:
+        """After a get: the putter to wake for the freed slot, if any."""
+        if self._putters and self.maxsize - self._qsize() > self._put_reserved:
+            self._put_reserved += 1
+            return self._putters.popleft()
+        return None
+
+    def _get_parked(
+        self, sched: Scheduler, waiter: _Waiter, ticket: _Ticket, timeout: float | None
+    ) -> T:
+        while True:
+            try:
+                got = sched.park_timed(waiter, timeout)
+            except BaseException:
+                self._leave(ticket, self._getters, getter=True)
+                raise
+            if type(got) is tuple:  # handed over directly by a putter of this thread
+                return got[0]  # type: ignore[no-any-return]
+            if got is TIMED_OUT and _remove(self._mutex, self._getters, ticket):
+                raise Empty
+            with self._mutex:  # an item was reserved for us (or the queue was shut down)
+                self._got_reserved -= 1
+                if self._qsize():
+                    item = self._get()
+                    if not self._putters:
+                        return item
+                    wake = self._reserve_slot()
+                    break
+                if self.is_shutdown:
+                    raise ShutDown("get from a shut-down, empty queue")
+                # Someone emptied ``queue`` behind our back (under ``mutex``): wait again.
+                ticket = (waiter, waiter._gen)
+                self._getters.append(ticket)
+        if wake is not None:
+            _wake(wake)
         return item
 
     def get_nowait(self) -> T:
-        return self.get(block=False)
+        """Return an item if one is queued, else raise `Empty`."""
+        return self.get(False)
 
-    # ------------------------------------------------------------------ waiting
-    def _wait_reserved(self, sched: Any, waiter: _Waiter, ticket: _Ticket,
-                       timeout: float | None, waiters: deque, counter: str) -> bool:
-        """Park until notified (a reservation made for us). False on timeout."""
-        notified = False
-        try:
-            notified = sched.park_timed(waiter, timeout) is not TIMED_OUT
-        finally:
-            if not notified:
-                with self._mutex:
-                    try:
-                        waiters.remove(ticket)
-                        reserved = False
-                    except ValueError:
-                        reserved = True  # notified as we left: pass the reservation on
-                    if reserved:
-                        setattr(self, counter, getattr(self, counter) - 1)
-                        nxt = self._renotify(waiters, counter)
-                if reserved and nxt is not None:
-                    _wake_ticket(nxt)
-        return notified
-
-    def _renotify(self, waiters: deque, counter: str) -> _Ticket | None:
-        if not waiters:
-            return None
-        if counter == "_got_reserved":
-            if self._qsize() <= self._got_reserved:
-                return None
-        elif self.maxsize > 0 and self.maxsize - self._qsize() <= self._put_reserved:
-            return None
-        setattr(self, counter, getattr(self, counter) + 1)
-        return waiters.popleft()
+    def _leave(self, ticket: _Ticket, waiters: deque, getter: bool) -> None:
+        """A waiter killed while queued: drop its ticket, or pass its reservation on."""
+        with self._mutex:
+            try:
+                waiters.remove(ticket)
+                return
+            except ValueError:
+                pass
+            if getter:
+                self._got_reserved -= 1
+                if not waiters or self._qsize() <= self._got_reserved:
+                    return
+                self._got_reserved += 1
+            else:
+                self._put_reserved -= 1
+                if not waiters or (
+                    self.maxsize > 0 and self.maxsize - self._qsize() <= self._put_reserved
+                ):
+                    return
+                self._put_reserved += 1
+            nxt = waiters.popleft()
+        _wake(nxt)
 
     # ------------------------------------------------------------------ tasks
     def task_done(self) -> None:
-        """Mark one item fetched earlier as processed (for `join`)."""
+        """Mark one item fetched earlier as processed (for `join`).
+
+        Raises:
+            ValueError: called more times than there were items.
+        """
         with self._mutex:
-            if self.unfinished_tasks <= 0:
+            unfinished = self.unfinished_tasks - 1
+            if unfinished < 0:
                 raise ValueError("task_done() called too many times")
-            self.unfinished_tasks -= 1
-            done = self.unfinished_tasks == 0
-        if done:
-            self._all_done.set()
+            self.unfinished_tasks = unfinished
+            if unfinished or not self._joiners:
+                return
+            joiners, self._joiners = self._joiners, []
+        for ticket in joiners:
+            _wake(ticket)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until every item put has been marked done with `task_done`.
@@ -576,30 +800,44 @@ class Queue(Generic[T]):
         Raises:
             Timeout: ``timeout`` expired first.
         """
-        from .errors import Timeout
-
-        if not self._all_done.wait(timeout):
+        if not self.unfinished_tasks:
+            return
+        sched, waiter = _me()
+        ticket = (waiter, waiter._gen)
+        with self._mutex:
+            if not self.unfinished_tasks:
+                return
+            self._joiners.append(ticket)
+        try:
+            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+                return
+        except BaseException:
+            _remove(self._mutex, self._joiners, ticket)  # type: ignore[arg-type]
+            raise
+        if _remove(self._mutex, self._joiners, ticket):  # type: ignore[arg-type]
             raise Timeout(f"queue not drained within {timeout}s", timeout)
 
     def shutdown(self, immediate: bool = False) -> None:
         """Refuse further puts and wake every waiter (``queue.Queue.shutdown`` of 3.13).
 
-        With ``immediate``, also drop the items still queued.
+        With ``immediate``, also drop the items still queued (counting them done).
         """
         with self._mutex:
-            self._shutdown = True
+            self.is_shutdown = True
             if immediate:
                 while self._qsize():
                     self._get()
-                    self.unfinished_tasks -= 1
+                    if self.unfinished_tasks > 0:
+                        self.unfinished_tasks -= 1
             getters, self._getters = list(self._getters), deque()
             putters, self._putters = list(self._putters), deque()
             self._got_reserved += len(getters)
             self._put_reserved += len(putters)
-        for ticket in getters + putters:
-            _wake_ticket(ticket)
-        if immediate:
-            self._all_done.set()
+            joiners: list[_Ticket] = []
+            if not self.unfinished_tasks:
+                joiners, self._joiners = self._joiners, []
+        for ticket in getters + putters + joiners:
+            _wake(ticket)
 
 
 class LifoQueue(Queue[T]):
