@@ -71,6 +71,7 @@ class Pool:
         self._slots = Semaphore(size) if size is not None else None
         self._running: dict[Dhaga, None] = {}  # in spawn order
         self._idle = Event()
+        self._spawning = 0  # spawners waiting for a slot
         self._idle.set()
         self._error: Dhaga | None = None
 
@@ -108,12 +109,21 @@ class Pool:
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
         """Start ``fn(*args, **kw)`` in a new dhaga, first waiting for a free slot (FIFO)."""
         if self._slots is not None:
-            self._slots.acquire()
+            self._spawning += 1  # a slot handed to us keeps the pool from looking idle
+            self._idle.clear()
+            try:
+                self._slots.acquire()
+            except BaseException:
+                self._spawning -= 1
+                self._set_idle_if_empty()
+                raise
+            self._spawning -= 1
         try:
             d = spawn(fn, *args, **kw)
         except BaseException:
             if self._slots is not None:
                 self._slots.release()
+            self._set_idle_if_empty()
             raise
         self._running[d] = None
         self._idle.clear()
@@ -126,7 +136,10 @@ class Pool:
             self._error = d
         if self._slots is not None:
             self._slots.release()
-        if not self._running:
+        self._set_idle_if_empty()
+
+    def _set_idle_if_empty(self) -> None:
+        if not self._running and not self._spawning:
             self._idle.set()
 
     def apply(self, fn: Callable[..., T], args: Iterable[Any] = (), kwds: dict | None = None) -> T:

@@ -367,6 +367,7 @@ class Scheduler:
         self._ioloop: Any = None
         self.alive = 0  # dhagas spawned and not yet finished
         self._closed = False
+        self._top_woken = False
         self._call_soon = loop.call_soon
         self._call_later = loop.call_later
 
@@ -539,6 +540,8 @@ class Scheduler:
         waiter._resume_value = value
         waiter._resume_exc = exc
         if waiter is self._top:
+            self._batch = 0  # end the running drain soon: top-level code is waiting
+            self._top_woken = True  # and start no other before the loop stops (uvloop would)
             self.loop.stop()
             return True
         self._runq.append(waiter)  # type: ignore[arg-type]
@@ -561,6 +564,13 @@ class Scheduler:
                 waiter._state = RUNNING
                 waiter._gen += 1
                 raise
+            finally:
+                # Drains were skipped while the loop was stopping: make sure the dhagas still
+                # runnable get one when the loop runs next, whoever runs it.
+                self._top_woken = False
+                if self._runq and not self._drain_pending:
+                    self._drain_pending = True
+                    self._call_soon(self._drain)
             return
         # A dhaga: hand the thread to the next runnable one, or to the hub.
         self._switch_next()
@@ -605,6 +615,9 @@ class Scheduler:
         ``_drain_pending`` stays set while the batch runs, so dhagas woken meanwhile join this
         batch instead of scheduling another loop callback (and another poll) each.
         """
+        if self._top_woken:  # the loop is stopping to resume top-level code
+            self._drain_pending = False
+            return
         hub = _getcurrent()
         if isinstance(hub, _Worker):
             self._drain_pending = False
@@ -698,8 +711,12 @@ class Scheduler:
         callbacks = task._callbacks
         if callbacks:
             task._callbacks = None
-            for cb in callbacks:
-                _call_callback(cb, task)
+            running, self._current = self._current, None  # a callback that blocks: BlockingError
+            try:
+                for cb in callbacks:
+                    _call_callback(cb, task)
+            finally:
+                self._current = running
         if exc is not None and not task._retrieved and not isinstance(exc, Killed):
             task._reporter = _FailureReporter(task.name, exc)
 
@@ -903,6 +920,9 @@ def sleep(seconds: float = 0) -> None:
     waiter._state = PARKED
     if seconds <= 0:
         if waiter is sched._top:
+            if sched._runq and not sched._drain_pending:  # others run first, then we return
+                sched._drain_pending = True
+                sched._call_soon(sched._drain)
             sched._call_soon(sched._unpark, waiter)
         else:
             sched._unpark(waiter)

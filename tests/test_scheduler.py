@@ -432,3 +432,33 @@ def test_worker_thread_loop_is_closed_when_the_thread_ends():
     t.join()
     gc.collect()
     assert loops and loops[0].is_closed()
+
+
+def test_top_level_waiter_resumes_without_waiting_for_a_long_drain():
+    ev, log = Event(), []
+
+    def busy():
+        ev.set()
+        for i in range(100):
+            log.append(i)
+            dhaga.sleep(0)
+
+    d = dhaga.spawn(busy)
+    ev.wait()
+    assert len(log) < 100  # top-level code ran before the busy dhaga finished
+    d.join()
+
+
+def test_done_callback_that_blocks_gets_blocking_error(dhaga_log):
+    errors = []
+
+    def cb(_):
+        try:
+            dhaga.sleep(0)
+        except dhaga.BlockingError as e:
+            errors.append(e)
+
+    d = dhaga.spawn(int)
+    d.add_done_callback(cb)
+    d.join()
+    assert len(errors) == 1
