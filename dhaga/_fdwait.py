@@ -1,0 +1,284 @@
+"""Parking dhagas until a file descriptor is readable or writable.
+
+How this works
+--------------
+The process keeps one `_Watcher` per file descriptor that some dhaga has waited on. A watcher
+has a *reader slot* and a *writer slot*, each holding at most one parked waiter: two dhagas
+reading the same descriptor at once is an error (`ConcurrentUseError`), as in gevent.
+
+A watcher registers itself with its scheduler's asyncio loop (``loop.add_reader`` /
+``add_writer``; Tornado's ``IOLoop.add_handler`` is a thin wrapper over exactly these) lazily,
+on the first wait, and stays registered while waits keep coming: a socket that is read in a
+loop costs no ``epoll_ctl`` per read. When the loop reports the descriptor ready and the slot
+is empty, nobody wants the event, so the registration is dropped then (a level-triggered
+readable descriptor nobody reads would otherwise spin the loop). A ready event whose waiter was
+already woken but has not run yet is ignored.
+
+Waking: the ready callback runs the woken dhaga at once (one batch of the run queue) instead
+of leaving it to the next loop iteration. The dhaga consumes the data before the loop polls
+again, so asyncio's level-triggered poll does not report the descriptor a second time (a stale
+event that would wake the dhaga again for nothing), and each wake costs one poll, not two.
+
+Descriptors we do not own (`wait_readable` on a raw fd from another library) are unregistered
+after every wait: their owner may close them without telling us, and a registration left on a
+closed, then reused, descriptor would miss events or confuse the loop. Our sockets call
+`notify_close` before closing, which wakes their waiters with ``EBADF`` (the standard library's
+error for a closed socket) and removes the registration while the number still names them.
+
+This module knows the scheduler's parking rules and the loop's reader/writer registration; it
+knows nothing about sockets.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import weakref
+from typing import Any, Iterable
+
+from .errors import DhagaError, Timeout
+from .scheduler import TIMED_OUT, Scheduler, get_scheduler
+
+__all__ = [
+    "ConcurrentUseError",
+    "wait_readable",
+    "wait_writable",
+    "wait_fd",
+    "wait_any",
+    "notify_close",
+    "fileno_of",
+]
+
+_get_ident = threading.get_ident
+
+
+class ConcurrentUseError(DhagaError, RuntimeError):
+    """Two dhagas waited to read (or to write) the same file descriptor at the same time."""
+
+
+def _ebadf() -> OSError:
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+class _Watcher:
+    """The reader and writer slots of one file descriptor on one scheduler's loop."""
+
+    __slots__ = ("fd", "sched", "loop", "reader", "writer", "r_on", "w_on", "closed",
+                 "__weakref__")
+
+    def __init__(self, fd: int, sched: Scheduler) -> None:
+        self.fd = fd
+        self.sched = sched
+        self.loop = sched.loop
+        self.reader: Any = None
+        self.writer: Any = None
+        self.r_on = False
+        self.w_on = False
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<_Watcher fd={self.fd} reader={self.reader!r} writer={self.writer!r}>"
+
+    # Loop callbacks: they run on the scheduler's own thread.
+    def _on_readable(self) -> None:
+        waiter = self.reader
+        if waiter is None:
+            self.r_on = False
+            self.loop.remove_reader(self.fd)
+        else:
+            self._run(waiter)
+
+    def _on_writable(self) -> None:
+        waiter = self.writer
+        if waiter is None:
+            self.w_on = False
+            self.loop.remove_writer(self.fd)
+        else:
+            self._run(waiter)
+
+    def _run(self, waiter: Any) -> None:
+        """Wake ``waiter`` and run it now (see "Waking" above); a no-op if already woken."""
+        sched = self.sched
+        if waiter is sched._top:
+            sched._unpark(waiter)
+            return
+        pending = sched._drain_pending
+        sched._drain_pending = True  # _unpark must not queue a drain: we drain right here
+        if sched._unpark(waiter):
+            sched._drain()
+        else:
+            sched._drain_pending = pending
+
+    def wait(self, write: bool, timeout: float | None, keep: bool = True) -> bool:
+        """Park the caller until the descriptor is ready; False on timeout."""
+        sched = self.sched
+        waiter = sched.waiter()
+        if write:
+            if self.writer is not None:
+                raise ConcurrentUseError(f"another dhaga is already waiting to write fd {self.fd}")
+            self.writer = waiter
+            if not self.w_on:
+                self.loop.add_writer(self.fd, self._on_writable)
+                self.w_on = True
+            try:
+                return sched.park_timed(waiter, timeout) is not TIMED_OUT
+            finally:
+                self.writer = None
+                if not keep and self.w_on and not self.loop.is_closed():
+                    self.w_on = False
+                    self.loop.remove_writer(self.fd)
+        if self.reader is not None:
+            raise ConcurrentUseError(f"another dhaga is already waiting to read fd {self.fd}")
+        self.reader = waiter
+        if not self.r_on:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self.r_on = True
+        try:
+            return sched.park_timed(waiter, timeout) is not TIMED_OUT
+        finally:
+            self.reader = None
+            if not keep and self.r_on and not self.loop.is_closed():
+                self.r_on = False
+                self.loop.remove_reader(self.fd)
+
+    def close(self) -> None:
+        """Drop the loop registrations and wake both slots with EBADF (on the owner thread)."""
+        self.closed = True
+        if self.r_on:
+            self.r_on = False
+            self.loop.remove_reader(self.fd)
+        if self.w_on:
+            self.w_on = False
+            self.loop.remove_writer(self.fd)
+        for waiter in (self.reader, self.writer):
+            if waiter is not None:
+                self.sched._unpark(waiter, None, _ebadf())
+
+
+#: Every live watcher in the process, by file descriptor (descriptor numbers are process-wide).
+#: Weak, like every other wake-up source: a watcher lives while the loop holds its callback, a
+#: parked dhaga waits on it, or its socket keeps it (our sockets do, so that closing one always
+#: finds and unregisters it). A dropped scheduler's parked dhagas are not kept alive from here.
+_watchers: weakref.WeakValueDictionary[int, _Watcher] = weakref.WeakValueDictionary()
+
+
+def watcher_for(fd: int, sched: Scheduler) -> _Watcher:
+    """The watcher of ``fd`` for ``sched``, made on first use."""
+    w = _watchers.get(fd)
+    if w is not None and w.sched is sched:
+        return w
+    if w is not None:
+        # Used from another thread's scheduler before: move it here when it is idle.
+        if w.reader is not None or w.writer is not None:
+            raise ConcurrentUseError(f"fd {fd} is being waited on by a dhaga of another thread")
+        _close_watcher(w)
+    w = _watchers[fd] = _Watcher(fd, sched)
+    return w
+
+
+def _close_watcher(w: _Watcher) -> None:
+    w.closed = True
+    if w.sched._thread_id == _get_ident() or w.loop.is_closed():
+        if not w.loop.is_closed():
+            w.close()
+    else:
+        w.sched.call_threadsafe(w.close)
+
+
+def notify_close(fd: int) -> None:
+    """Tell dhaga that ``fd`` is about to be closed: wake its waiters with EBADF, unregister it.
+
+    Our sockets call this themselves; call it before closing a descriptor you passed to
+    `wait_readable`/`wait_writable` from another library while a dhaga may still wait on it.
+    """
+    w = _watchers.pop(fd, None)
+    if w is not None:
+        _close_watcher(w)
+
+
+def fileno_of(fd: Any) -> int:
+    """The descriptor number of an int or of an object with ``fileno()``."""
+    if isinstance(fd, int):
+        return fd
+    return int(fd.fileno())
+
+
+def wait_fd(fd: int, write: bool, timeout: float | None, keep: bool = True) -> bool:
+    """Park until ``fd`` is ready; True if it is, False when ``timeout`` expired."""
+    return watcher_for(fd, get_scheduler()).wait(write, timeout, keep)
+
+
+def wait_readable(fd: Any, timeout: float | None = None) -> None:
+    """Park the caller until ``fd`` (an int or an object with ``fileno()``) is readable.
+
+    For integrating other libraries (a psycopg wait callback, a driver's own socket). The
+    registration is not kept after the wait, since the descriptor's owner may close it.
+
+    Raises:
+        Timeout: ``timeout`` seconds passed first.
+        ConcurrentUseError: another dhaga is already waiting to read it.
+        OSError: EBADF, when it was closed (through `notify_close`) during the wait.
+    """
+    if not wait_fd(fileno_of(fd), False, timeout, keep=False):
+        raise Timeout(f"fd not readable within {timeout}s", timeout)
+
+
+def wait_writable(fd: Any, timeout: float | None = None) -> None:
+    """Park the caller until ``fd`` is writable; see `wait_readable`.
+
+    Raises:
+        Timeout: ``timeout`` seconds passed first.
+    """
+    if not wait_fd(fileno_of(fd), True, timeout, keep=False):
+        raise Timeout(f"fd not writable within {timeout}s", timeout)
+
+
+def wait_any(
+    readers: Iterable[int], writers: Iterable[int], timeout: float | None, keep: bool = False
+) -> bool:
+    """Park until any of the descriptors is ready (for green ``select``/``poll``).
+
+    Returns:
+        True when one became ready, False when ``timeout`` expired.
+    """
+    sched = get_scheduler()
+    waiter = sched.waiter()
+    taken: list[tuple[_Watcher, bool]] = []
+    try:
+        for write, fds in ((False, readers), (True, writers)):
+            for fd in fds:
+                w = watcher_for(fd, sched)
+                if write:
+                    if w.writer is waiter:
+                        continue
+                    if w.writer is not None:
+                        raise ConcurrentUseError(f"another dhaga is already waiting to write fd {fd}")
+                    w.writer = waiter
+                    taken.append((w, True))
+                    if not w.w_on:
+                        w.loop.add_writer(fd, w._on_writable)
+                        w.w_on = True
+                else:
+                    if w.reader is waiter:
+                        continue
+                    if w.reader is not None:
+                        raise ConcurrentUseError(f"another dhaga is already waiting to read fd {fd}")
+                    w.reader = waiter
+                    taken.append((w, False))
+                    if not w.r_on:
+                        w.loop.add_reader(fd, w._on_readable)
+                        w.r_on = True
+        return sched.park_timed(waiter, timeout) is not TIMED_OUT
+    finally:
+        for w, write in taken:
+            if write:
+                w.writer = None
+                if not keep and w.w_on and not w.loop.is_closed():
+                    w.w_on = False
+                    w.loop.remove_writer(w.fd)
+            else:
+                w.reader = None
+                if not keep and w.r_on and not w.loop.is_closed():
+                    w.r_on = False
+                    w.loop.remove_reader(w.fd)
