@@ -1,0 +1,418 @@
+"""One msgpack-rpc connection, either end: calls out, replies in, the peer's requests handled.
+
+How this works
+--------------
+A `Connection` owns one connected dhaga socket and two dhagas. The *reader* feeds whatever
+arrives to the sans-IO `Decoder` and dispatches each message: a Response wakes the caller parked
+on its msgid (with the result, or a `RemoteError`); a Request or Notification starts a new dhaga
+running the registered handler, so a slow handler never holds up the rest.
+
+Callers never write to the socket themselves: they append encoded messages to a write buffer
+and wake the *writer*, which runs after every dhaga already runnable, so the messages of all the
+callers of one scheduling batch leave in one ``send`` (one system call for 100 concurrent calls,
+where writing directly would make 100). A caller finding the buffer over its limit waits for the
+writer to take it, before it registers its call, so a reply can never wake the wrong park. A
+server's connection (``pause_reading``) also stops reading while replies are backed up, and
+lets the handlers of each batch of requests run before it reads the next: a peer that sends
+requests but reads no replies then fills its own socket buffers, not our memory.
+
+Pending calls are a dict msgid -> (waiter, gen). The caller removes its entry in a ``finally``,
+so a call that timed out or was killed leaves nothing behind, and its late reply finds no entry
+and is dropped. When the connection ends (EOF, a socket error, bytes that break the protocol, or
+`close`), every pending caller is woken at once with its own `ConnectionLost`.
+
+This module must not know how the socket was obtained (connect, accept, TLS), nor about
+reconnecting or listening.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from time import monotonic
+from typing import Any, Callable
+
+from ..codecs.msgpack_rpc import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_MSGID,
+    Decoder,
+    Notification,
+    Request,
+    Response,
+    encode_notification,
+    encode_request,
+    encode_response,
+)
+from ..errors import ConnectionLost, ProtocolError, RemoteError, Timeout
+from ..scheduler import TIMED_OUT, Dhaga, current, get_scheduler, sleep, wake
+from ._methods import Methods, format_error
+
+__all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
+
+log = logging.getLogger("dhaga.rpc")
+
+#: Bytes queued for sending above which callers wait for the writer (backpressure).
+DEFAULT_WRITE_BUFFER_LIMIT = 4 * 1024 * 1024
+
+_RECV_SIZE = 256 * 1024
+_current: contextvars.ContextVar[Connection] = contextvars.ContextVar("dhaga_rpc_connection")
+
+
+def current_connection() -> Connection:
+    """The connection whose request or notification the calling handler is serving.
+
+    A handler uses it to call back the peer that called it (Neovim plugins do this).
+
+    Raises:
+        LookupError: the caller is not running an RPC handler.
+    """
+    return _current.get()
+
+
+class Connection:
+    """A msgpack-rpc endpoint over one connected socket: it calls the peer and serves it.
+
+    Made by `Client` (which reconnects) and by `Server` for each accepted connection; a handler
+    reaches its own with `current_connection()`. Belongs to the OS thread that made it.
+
+    Args:
+        sock: a connected ``dhaga.net`` socket; the connection owns and closes it.
+        methods: the handlers for the peer's requests and notifications.
+        peer: the peer's address, for log messages.
+        max_message_size: largest message accepted from the peer, in bytes.
+        write_buffer_limit: queued bytes above which callers wait for the socket.
+        pause_reading: stop reading while the write buffer is over its limit (a server's
+            connections do, so a peer that sends requests but reads no replies cannot make
+            the server queue replies without bound).
+        on_close: called with the connection once, when it has ended.
+    """
+
+    def __init__(
+        self,
+        sock: Any,
+        methods: Methods,
+        *,
+        peer: Any = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        write_buffer_limit: int = DEFAULT_WRITE_BUFFER_LIMIT,
+        pause_reading: bool = False,
+        on_close: Callable[[Connection], Any] | None = None,
+    ) -> None:
+        self._sched = get_scheduler()
+        self._sock = sock
+        self._methods = methods
+        self.peer = peer
+        self._decoder = Decoder(max_message_size)
+        self._wlimit = write_buffer_limit
+        self._pause_reading = pause_reading
+        self._on_close = on_close
+        self._pending: dict[int, tuple[Any, int]] = {}
+        self._msgid = 0
+        self._tasks: set[Dhaga] = set()
+        self._wbuf: list[bytes] = []
+        self._wbytes = 0
+        self._drain_waiters: list[tuple[Any, int]] = []
+        self._writer_idle = False
+        self._writing = False
+        self._closed = False
+        self.close_reason: BaseException | None = None
+        self._reader: Dhaga | None = None
+        self._writer = self._sched.spawn(self._write_loop)
+        self._writer.name = f"rpc-writer-{peer}"
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"pending={len(self._pending)}"
+        return f"<Connection peer={self.peer!r} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended; it never reopens."""
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        """Calls sent on this connection still waiting for their reply."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ calling the peer
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call ``method(*args)`` on the peer and wait for its reply.
+
+        Args:
+            method: the peer's method name.
+            *args: the parameters; msgpack's plain types (and ExtHandle) only.
+            timeout: seconds to wait for the reply; None waits forever.
+
+        Returns:
+            The peer's result.
+
+        Raises:
+            RemoteError: the peer answered with an error.
+            Timeout: no reply within ``timeout``; a late reply is dropped.
+            ConnectionLost: the connection ended before the reply came.
+            TypeError: a parameter has no msgpack form.
+        """
+        sched = get_scheduler()
+        if sched is not self._sched:
+            raise RuntimeError("an rpc connection belongs to the OS thread that opened it")
+        waiter = sched.waiter()
+        wait = timeout
+        if self._wbytes > self._wlimit:
+            start = monotonic()
+            self._wait_drained(sched, waiter, timeout)
+            if timeout is not None:
+                wait = max(0.0, timeout - (monotonic() - start))
+        if self._closed:
+            raise self._lost()
+        pending = self._pending
+        msgid = (self._msgid + 1) & MAX_MSGID
+        while msgid in pending:  # only after 2**32 calls, with one still pending
+            msgid = (msgid + 1) & MAX_MSGID
+        self._msgid = msgid
+        data = encode_request(msgid, method, args)
+        pending[msgid] = (waiter, waiter._gen)
+        try:
+            self._queue(data)
+            value = sched.park_timed(waiter, wait)
+        finally:
+            pending.pop(msgid, None)
+        if value is TIMED_OUT:
+            raise Timeout(f"no reply to {method!r} within {timeout}s", timeout)
+        return value
+
+    def notify(self, method: str, *args: Any) -> None:
+        """Send a notification: ``method(*args)`` on the peer, no reply expected.
+
+        Returns once the message is queued; `close` still sends it.
+
+        Raises:
+            ConnectionLost: the connection has ended.
+            TypeError: a parameter has no msgpack form.
+        """
+        sched = get_scheduler()
+        if sched is not self._sched:
+            raise RuntimeError("an rpc connection belongs to the OS thread that opened it")
+        data = encode_notification(method, args)
+        if self._wbytes > self._wlimit:
+            self._wait_drained(sched, sched.waiter(), None)
+        if self._closed:
+            raise self._lost()
+        self._queue(data)
+
+    def close(self) -> None:
+        """End the connection: send what is queued if the socket takes it now, then close.
+
+        Calls in flight fail with `ConnectionLost`. Never blocks; closing twice is harmless.
+        """
+        if self._closed:
+            return
+        if self._wbuf and not self._writing:
+            sock = self._sock
+            try:
+                sock.setblocking(False)
+                sock.send(b"".join(self._wbuf))
+            except OSError:
+                pass
+        self._shutdown(None)
+
+    # ------------------------------------------------------------------ the reader
+    def start(self) -> Dhaga:
+        """Start the reader in a new dhaga; returns it."""
+        self._reader = self._sched.spawn(self.serve)
+        self._reader.name = f"rpc-reader-{self.peer}"
+        return self._reader
+
+    def serve(self) -> None:
+        """Read and dispatch messages in the calling dhaga until the connection ends."""
+        if self._reader is None:
+            self._reader = current()
+        _current.set(self)  # the handler dhagas spawned from here inherit it
+        sched = self._sched
+        me = sched.waiter()
+        pause = self._pause_reading
+        recv = self._sock.recv
+        feed = self._decoder.feed
+        pending = self._pending
+        spawn = self._spawn
+        reason: BaseException | None = None
+        try:
+            while True:
+                if pause and (self._wbytes > self._wlimit or self._drain_waiters):
+                    self._wait_drained(sched, me, None, idle=True)  # the peer reads no replies
+                data = recv(_RECV_SIZE)
+                if not data:
+                    if self._decoder.buffered:
+                        reason = ConnectionLost(
+                            f"peer {self.peer} closed the connection in the middle of a message")
+                    else:
+                        reason = ConnectionLost(f"peer {self.peer} closed the connection")
+                    return
+                requests = False
+                for msg in feed(data):
+                    kind = type(msg)
+                    if kind is Response:
+                        entry = pending.pop(msg.msgid, None)
+                        if entry is None:
+                            log.debug("dropped a reply for msgid %d from %s: no call waits "
+                                      "for it (timed out or killed)", msg.msgid, self.peer)
+                        elif msg.error is None:
+                            wake(entry[0], msg.result, None, entry[1])
+                        else:
+                            wake(entry[0], None, RemoteError(msg.error), entry[1])
+                    elif kind is Request:
+                        spawn(self._run_request, msg)
+                        requests = True
+                    else:
+                        spawn(self._run_notification, msg)
+                if pause and requests:
+                    sleep(0)  # let those handlers run (and queue replies) before reading more
+        except ProtocolError as exc:
+            if not self._closed:
+                log.warning("closing rpc connection with %s: %s", self.peer, exc)
+            reason = exc
+        except OSError as exc:
+            reason = exc
+        finally:
+            self._shutdown(reason)
+
+    def _spawn(self, fn: Callable[..., Any], msg: Any) -> None:
+        d = self._sched.spawn(fn, msg)
+        self._tasks.add(d)
+        d.add_done_callback(self._tasks.discard)
+
+    def _run_request(self, req: Request) -> None:
+        fn = self._methods.get(req.method)
+        result = error = None
+        if fn is None:
+            error = ["NoSuchMethod", f"unknown method {req.method!r}"]
+        else:
+            try:
+                result = fn(*req.params)
+            except RemoteError as exc:  # passed on as the peer sent it (chained servers)
+                error = exc.error
+            except Exception as exc:  # noqa: BLE001 - reported to the caller
+                log.debug("handler %r raised", req.method, exc_info=True)
+                try:
+                    error = self._methods.format_error(exc)
+                except Exception:  # noqa: BLE001
+                    log.exception("format_error failed on %r", exc)
+                    error = format_error(exc)
+        try:
+            data = encode_response(req.msgid, error, result)
+        except (TypeError, ValueError, OverflowError) as exc:
+            log.warning("cannot encode the reply of %r: %s", req.method, exc)
+            data = encode_response(
+                req.msgid, [type(exc).__name__, f"cannot encode the reply: {exc}"], None)
+        if self._wbytes > self._wlimit and not self._closed:
+            self._wait_drained(self._sched, current(), None)
+        if self._closed:
+            log.debug("reply to %r dropped: connection with %s closed", req.method, self.peer)
+            return
+        self._queue(data)
+
+    def _run_notification(self, note: Notification) -> None:
+        fn = self._methods.get(note.method)
+        if fn is None:
+            log.warning("no handler for notification %r from %s", note.method, self.peer)
+            return
+        try:
+            fn(*note.params)
+        except Exception:  # noqa: BLE001 - nobody to report it to but the log
+            log.exception("handler of notification %r from %s failed", note.method, self.peer)
+
+    # ------------------------------------------------------------------ the writer
+    def _queue(self, data: bytes) -> None:
+        self._wbuf.append(data)
+        self._wbytes += len(data)
+        if self._writer_idle:
+            self._writer_idle = False
+            wake(self._writer)
+
+    def _write_loop(self) -> None:
+        sched = self._sched
+        me = sched.waiter()
+        sock = self._sock
+        buf = self._wbuf
+        try:
+            while True:
+                if not buf:
+                    self._writer_idle = True
+                    sched.park(me)
+                    continue
+                data = buf[0] if len(buf) == 1 else b"".join(buf)
+                buf.clear()
+                self._wbytes = 0
+                if self._drain_waiters:
+                    waiters, self._drain_waiters = self._drain_waiters, []
+                    for waiter, gen in waiters:
+                        wake(waiter, None, None, gen)
+                self._writing = True
+                sock.sendall(data)
+                self._writing = False
+        except OSError as exc:
+            self._writing = False
+            self._shutdown(exc)
+
+    def _wait_drained(
+        self, sched: Any, waiter: Any, timeout: float | None, idle: bool = False
+    ) -> None:
+        """Wait until the writer has taken the buffer (or the connection ends).
+
+        With ``idle``, also until no one else waits for it (the reader uses this).
+        """
+        while not self._closed and (
+            self._wbytes > self._wlimit or (idle and self._drain_waiters)
+        ):
+            ticket = (waiter, waiter._gen)
+            self._drain_waiters.append(ticket)
+            try:
+                if sched.park_timed(waiter, timeout) is TIMED_OUT:
+                    raise Timeout(f"the connection to {self.peer} took no data for {timeout}s",
+                                  timeout)
+            finally:
+                if ticket in self._drain_waiters:
+                    self._drain_waiters.remove(ticket)
+
+    # ------------------------------------------------------------------ ending
+    def _lost(self) -> ConnectionLost:
+        reason = self.close_reason
+        text = f"connection with {self.peer} closed"
+        if reason is not None and not isinstance(reason, ConnectionLost):
+            text += f": {type(reason).__name__}: {reason}"
+        elif reason is not None:
+            text = str(reason)
+        exc = ConnectionLost(text)
+        exc.__cause__ = reason
+        return exc
+
+    def _shutdown(self, reason: BaseException | None) -> None:
+        """End the connection once: fail pending calls, stop both dhagas, close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        self.close_reason = reason
+        pending, self._pending = self._pending, {}
+        for waiter, gen in pending.values():
+            wake(waiter, None, self._lost(), gen)
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter, gen in waiters:
+            wake(waiter, None, None, gen)
+        self._wbuf.clear()
+        self._wbytes = 0
+        me = current()
+        for d in (self._writer, self._reader):
+            if d is not None and d is not me and not d.done():
+                d.kill(block=False)
+        self._sock.close()
+        if self._on_close is not None:
+            try:
+                self._on_close(self)
+            except Exception:  # noqa: BLE001
+                log.exception("on_close callback of %r failed", self)
+
+    def kill_handlers(self) -> None:
+        """Kill the handler dhagas still running for this connection's peer."""
+        me = current()
+        for d in list(self._tasks):
+            if d is not me:
+                d.kill(block=False)

@@ -1,0 +1,249 @@
+"""The msgpack-rpc `Server`: listen on TCP or Unix sockets, serve every request in its own dhaga.
+
+This module must not know how messages are framed or dispatched (that is `Connection`'s job);
+accepting is `dhaga.net.StreamServer`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import socket as _stdsocket
+import ssl as _ssl
+from typing import Any, Callable, TypeVar
+
+from .. import net
+from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE
+from ..errors import Timeout
+from ..group import joinall
+from ..scheduler import current
+from ..sync import Event
+from ._connection import DEFAULT_WRITE_BUFFER_LIMIT, Connection, log
+from ._methods import Methods, format_error
+
+__all__ = ["Server"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _remove_stale_socket(path: str | bytes) -> None:
+    """Remove a Unix socket file left by a server that is gone (as asyncio does)."""
+    if not path or path[:1] in ("\0", b"\0"):
+        return  # an abstract socket name: no file
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _bind(address: Any, backlog: int, reuse_port: bool) -> Any:
+    """A green socket bound to ``address`` (TCP tuple or Unix path) and listening."""
+    if isinstance(address, (str, bytes, os.PathLike)):
+        path = os.fspath(address)
+        _remove_stale_socket(path)
+        sock = net.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    family = _stdsocket.AF_INET6 if ":" in str(address[0]) else _stdsocket.AF_INET
+    return net.create_server(tuple(address), family=family, backlog=backlog,
+                             reuse_port=reuse_port)
+
+
+class Server:
+    """A msgpack-rpc server: each request runs in its own dhaga, each connection is symmetric.
+
+    Example:
+        server = Server()
+
+        @server.method
+        def add(a, b):
+            return a + b
+
+        server.listen(("127.0.0.1", 0))
+        server.serve_forever()
+
+    A handler's exception reaches the caller as ``[type name, message]`` (raise `RemoteError`
+    to send an error object of your own); an unknown method gets ``["NoSuchMethod", ...]``.
+    Bytes that break the protocol, or a message over ``max_message_size``, close that one
+    connection with a logged warning. In a handler, `current_connection()` is the caller's
+    connection, to call it back.
+
+    Args:
+        max_message_size: largest message accepted from a client, in bytes.
+        write_buffer_limit: bytes queued per connection above which handlers wait to reply.
+        format_error: makes the error object sent for a handler's exception; the default
+            sends ``[type name, message]``, `neovim_error` what Neovim expects.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        write_buffer_limit: int = DEFAULT_WRITE_BUFFER_LIMIT,
+        format_error: Callable[[Exception], Any] = format_error,
+    ) -> None:
+        self.max_message_size = max_message_size
+        self.write_buffer_limit = write_buffer_limit
+        self.methods = Methods(format_error)
+        self._listeners: list[Any] = []
+        self._addresses: list[Any] = []
+        self._sockets: list[Any] = []
+        self._connections: set[Connection] = set()
+        self._started = False
+        self._stopping = False
+        self._stopped = Event()
+
+    def __repr__(self) -> str:
+        return (f"<dhaga.rpc.Server {self.addresses!r} "
+                f"connections={len(self._connections)}>")
+
+    # ------------------------------------------------------------------ handlers
+    def register(self, name: str, fn: Callable[..., Any]) -> None:
+        """Serve requests and notifications named ``name`` with ``fn(*params)``."""
+        self.methods.register(name, fn)
+
+    def method(self, fn: F | None = None, *, name: str | None = None) -> Any:
+        """Decorator form of `register`: ``@server.method`` or ``@server.method(name=...)``."""
+        return self.methods.method(fn, name=name)
+
+    def register_object(self, obj: object, prefix: str = "") -> list[str]:
+        """Register every public method of ``obj`` under ``prefix + name``."""
+        return self.methods.register_object(obj, prefix)
+
+    # ------------------------------------------------------------------ listening
+    def listen(
+        self,
+        address: Any,
+        *,
+        ssl_context: _ssl.SSLContext | None = None,
+        backlog: int = _stdsocket.SOMAXCONN,
+        reuse_port: bool = False,
+    ) -> Any:
+        """Bind ``address`` now (``(host, port)``, port 0 picks one; or a Unix socket path).
+
+        Connections are accepted once the server is started (at once if it already is).
+        May be called several times to serve several addresses.
+
+        Args:
+            ssl_context: a server-side context: connections on this address speak TLS.
+
+        Returns:
+            The bound address (the port resolved).
+
+        Raises:
+            OSError: the address could not be bound (in use, bad path...).
+        """
+        if self._stopping:
+            raise RuntimeError("a stopped Server cannot listen again")
+        sock = _bind(address, backlog, reuse_port)
+        bound = sock.getsockname()
+        listener = net.StreamServer(sock, self._serve_connection, ssl_context=ssl_context)
+        self._listeners.append(listener)
+        self._sockets.append(sock)
+        self._addresses.append(bound)
+        if self._started:
+            listener.start()
+        return bound
+
+    @property
+    def address(self) -> Any:
+        """The first bound address (port 0 resolved), or None before `listen`."""
+        return self._addresses[0] if self._addresses else None
+
+    @property
+    def addresses(self) -> list[Any]:
+        """Every bound address."""
+        return list(self._addresses)
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The connections being served now."""
+        return list(self._connections)
+
+    def start(self) -> None:
+        """Start accepting on every address given to `listen`; returns at once."""
+        if self._stopping:
+            raise RuntimeError("a stopped Server cannot be started again")
+        if not self._listeners:
+            raise RuntimeError("call listen(address) before start()")
+        self._started = True
+        for listener in self._listeners:
+            listener.start()
+
+    def serve_forever(self) -> None:
+        """Start, then block until `stop` is called (from another dhaga or a handler).
+
+        If the caller is killed or interrupted, the server stops at once.
+        """
+        self.start()
+        try:
+            self._stopped.wait()
+        except BaseException:
+            self.stop(timeout=0)
+            raise
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, let running requests finish, then close every connection.
+
+        Args:
+            timeout: seconds the requests already running get to finish and reply (None:
+                as long as they take); those still running then are killed.
+        """
+        if self._stopping:
+            self._stopped.wait()
+            return
+        self._stopping = True
+        try:
+            me = current()
+            tasks = [d for c in self._connections for d in c._tasks if d is not me]
+            try:
+                joinall(tasks, timeout=timeout)
+            except Timeout:
+                for d in tasks:
+                    d.kill(block=False)
+                joinall(tasks)
+            for conn in list(self._connections):
+                conn.close()
+                conn.kill_handlers()
+            for listener in self._listeners:
+                listener.stop(timeout=timeout)
+            for sock in self._sockets:  # a listener never started has not closed its own
+                sock.close()
+            for addr in self._addresses:
+                if isinstance(addr, str) and addr and not addr.startswith("\0"):
+                    try:
+                        os.unlink(addr)
+                    except OSError:
+                        pass
+        finally:
+            self._stopped.set()
+
+    def __enter__(self) -> Server:
+        if self._listeners:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop(timeout=0)
+
+    # ------------------------------------------------------------------ connections
+    def _serve_connection(self, sock: Any, addr: Any) -> None:
+        if self._stopping:
+            return
+        if sock.family != _stdsocket.AF_UNIX:
+            sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        else:
+            addr = f"unix:{sock.getsockname()}"
+        conn = Connection(sock, self.methods, peer=addr,
+                          max_message_size=self.max_message_size,
+                          write_buffer_limit=self.write_buffer_limit, pause_reading=True,
+                          on_close=self._connections.discard)
+        self._connections.add(conn)
+        log.debug("rpc connection from %s", addr)
+        conn.serve()
