@@ -104,17 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=0.2, help="each task's wait, seconds (0.2)")
     ap.add_argument("--workers", type=int, default=500, help="thread pool size (500)")
     ap.add_argument("--quick", action="store_true", help="a smaller run (for tests)")
-    ap.add_argument("--part", choices=["dhagas", "threads"], help=argparse.SUPPRESS)
+    ap.add_argument("--part", choices=list(_PARTS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.tasks, args.latency, args.workers = 500, 0.05, 50
 
     if args.part:  # inside a child process
         base = _peak_rss_mib()
-        if args.part == "dhagas":
-            res = part_dhagas(args.tasks, args.latency)
-        else:
-            res = part_threads(args.tasks, args.latency, args.workers)
+        res = _PARTS[args.part](args)
         res["peak_mib"] = _peak_rss_mib() - base
         print(json.dumps(res))
         return 0
@@ -137,7 +134,37 @@ def main(argv: list[str] | None = None) -> int:
           f"every task's result checked equal (sum {d['total']:,}).")
     print(f"One OS thread ran {args.tasks:,} blocking tasks at once: "
           f"the whole job took about one latency ({args.latency}s) plus overhead.")
+
+    n = _child("network", args.tasks, args.latency, args.workers)
+    print(f"\nNetworking (monkey-patched urllib, unchanged): {n['ok']:,}/{n['requests']:,} HTTP "
+          f"requests to a server holding each {args.latency * 1000:.0f} ms took {n['seconds']:.2f}s "
+          f"(sequentially: {n['sequential_seconds']:.0f}s); {n['peak_in_flight']} in flight at once, "
+          f"{n['threads']} OS thread(s).")
+    r = _child("rpc", args.tasks, args.latency, args.workers)
+    print(f"RPC (msgpack-rpc, one shared client): {r['calls']:,} concurrent blocking calls in "
+          f"{r['seconds']:.2f}s over {r['connections']} connection; "
+          f"{r['peak_in_flight']:,} in flight at once.")
     return 0
+
+
+def _part_network(args: argparse.Namespace) -> dict[str, Any]:
+    from .demo_net import part_network
+
+    return part_network(requests=max(args.tasks // 10, 50), latency=args.latency)
+
+
+def _part_rpc(args: argparse.Namespace) -> dict[str, Any]:
+    from .demo_rpc import part_rpc
+
+    return part_rpc(calls=args.tasks, latency=args.latency / 4)
+
+
+_PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "dhagas": lambda a: part_dhagas(a.tasks, a.latency),
+    "threads": lambda a: part_threads(a.tasks, a.latency, a.workers),
+    "network": _part_network,
+    "rpc": _part_rpc,
+}
 
 
 if __name__ == "__main__":

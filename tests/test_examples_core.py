@@ -67,3 +67,5 @@ def test_demo_runs_to_completion():
     assert proc.returncode == 0, proc.stderr
     assert "dhaga (1 OS thread)" in proc.stdout and "ThreadPoolExecutor" in proc.stdout
     assert "every task's result checked equal" in proc.stdout
+    assert re.search(r"Networking .*: (\d+)/\1 HTTP requests", proc.stdout)
+    assert re.search(r"RPC .*: 500 concurrent blocking calls .* over 1 connection", proc.stdout)
