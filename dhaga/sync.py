@@ -724,7 +724,8 @@ class Queue(Generic[T]):
     ) -> T:
         while True:
             try:
-                got = sched.park_timed(waiter, timeout)
+                # Untimed: park()'s inlined fast path (it cannot time out).
+                got = sched.park(waiter) if timeout is None else sched.park_timed(waiter, timeout)
             except BaseException:
                 self._leave(ticket, self._getters, getter=True)
                 raise
