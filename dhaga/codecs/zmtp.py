@@ -18,8 +18,12 @@ what arrives (routing, load balancing, subscription matching, when to send a PIN
 # The phases follow the ZMTP grammar: GREETING (64 bytes, checked as they arrive, so garbage fails
 # on its first byte), HANDSHAKE (the peer's READY, or ERROR), TRAFFIC (messages and commands
 # intermixed); one chunk may hold all three. Frames with MORE are collected and reported as one
-# Message. A command between two frames of a message is reported at once and leaves the message
-# alone: libzmq can put a PING or PONG there when its output batch fills mid-message.
+# Message (or, with bare_messages, as the bare list of frames: a socket layer queues those as they
+# are, and when other_events is 0 it can extend its queue with the whole batch in one call). A
+# one-frame message under 256 bytes, the commonest case, has its own short path. A command
+# between two frames of a message is reported at once and leaves the message alone: libzmq can
+# put a PING or PONG there when its output batch fills mid-message. A ProtocolError carries the
+# events completed before the bad bytes (``events``), so no whole message is lost with them.
 #
 # libzmq sends its greeting in steps (10 bytes; the major version once it has our first 10; the
 # rest once it has our 11th). initiate() returns our whole greeting, to send at once; nothing here
@@ -292,11 +296,16 @@ class ZMTPConnection:
         minor: 1 to speak ZMTP 3.1, 0 to act as a ZMTP 3.0 peer.
         maxmsgsize: largest message (all its frames together) accepted from the peer, in
             bytes; None for no limit, as in libzmq.
+        bare_messages: report each message as its bare list of frames instead of a `Message`
+            (for a caller that queues messages as they are: it saves building an object per
+            message, and with `other_events` lets it ``extend`` its queue in one call).
 
     Attributes:
         socket_type: our socket type.
         identity: our identity.
         peer: the peer's Ready event, once it arrived.
+        other_events: how many of the events the last `receive_data` returned were not
+            messages (the greeting, commands); 0 means they were all messages.
 
     Raises:
         ValueError: an argument is out of range.
@@ -309,6 +318,7 @@ class ZMTPConnection:
         as_server: bool = False,
         minor: int = 1,
         maxmsgsize: int | None = None,
+        bare_messages: bool = False,
     ) -> None:
         if socket_type not in SOCKET_TYPES:
             raise ValueError(f"unknown socket type {socket_type!r}; expected one of SOCKET_TYPES")
@@ -339,6 +349,8 @@ class ZMTPConnection:
         self._need = 1  # unread bytes needed before the next frame can be decoded
         self._frames: list[bytes] = []  # frames of the message being collected
         self._total = 0  # their size
+        self._bare = bare_messages
+        self.other_events = 0
 
     @property
     def state(self) -> ConnectionState:
@@ -355,7 +367,12 @@ class ZMTPConnection:
         """Whether READY was both sent (encode_ready) and received: messages may flow."""
         return self._ready_sent and self._state is _TRAFFIC
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+    @property
+    def partial(self) -> bool:
+        """Whether a frame or a multipart message has begun arriving but is not complete."""
+        return bool(self._frames) or len(self._buf) > self._pos
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event | list[bytes]]:
         """Consume bytes from the peer, in chunks of any size.
 
         Args:
@@ -367,8 +384,10 @@ class ZMTPConnection:
         Raises:
             MessageTooLarge: a frame or message announced more than ``maxmsgsize`` bytes.
             ProtocolError: the bytes broke ZMTP; the connection is FAILED and must be closed.
-                Events completed earlier in the same ``data`` are lost with it.
+                The events completed earlier in the same ``data`` are in its ``events``
+                attribute, so that messages before the bad bytes can still be delivered.
         """
+        self.other_events = 0
         state = self._state
         if state is not _TRAFFIC:
             if state is _FAILED:
@@ -379,7 +398,7 @@ class ZMTPConnection:
         buf += data
         if len(buf) - self._pos < self._need and state is not _GREETING:
             return []
-        events: list[Event] = []
+        events: list[Event | list[bytes]] = []
         try:
             if state is _GREETING:
                 self._receive_greeting(events)
@@ -388,6 +407,7 @@ class ZMTPConnection:
             self._receive_frames(events)
         except ProtocolError as exc:
             self._state, self._failure = _FAILED, str(exc)
+            exc.events = events  # type: ignore[attr-defined]
             raise
         return events
 
@@ -410,6 +430,7 @@ class ZMTPConnection:
             self._pos = _GREETING_SIZE
             self._state = _HANDSHAKE
             events.append(Greeting(major, minor, "NULL", bool(buf[32])))
+            self.other_events += 1
 
     def _receive_frames(self, events: list[Event]) -> None:
         buf = self._buf
@@ -421,9 +442,20 @@ class ZMTPConnection:
         traffic = self._state is _TRAFFIC
         need = 1
         view = memoryview(buf)
+        append = events.append
+        bare = self._bare
         try:
             while pos < end:
                 flags = buf[pos]
+                if flags == 0 and traffic and not frames and end - pos > 1:
+                    # The commonest case on its own path: a one-frame message under 256 bytes.
+                    start = pos + 2
+                    stop = start + buf[pos + 1]
+                    if stop <= end and stop - start <= limit:
+                        frame = [bytes(view[start:stop])]
+                        append(frame if bare else Message(frame))
+                        pos = stop
+                        continue
                 if flags < 2:  # short message frame, the common case: 0 last, 1 MORE
                     if end - pos < 2:
                         need = 2
@@ -480,7 +512,7 @@ class ZMTPConnection:
                 if flags & 1:
                     total += size
                     continue
-                events.append(Message(frames))
+                append(frames if bare else Message(frames))
                 frames = []
                 total = 0
         finally:
@@ -498,6 +530,7 @@ class ZMTPConnection:
 
     def _receive_command(self, frame: bytes, header: int, events: list[Event]) -> None:
         # frame: the whole command frame, its header included (errors carry it)
+        self.other_events += 1
         size = frame[header] if len(frame) > header else 0
         if size == 0 or header + 1 + size > len(frame):
             raise _fail("malformed command: bad name length", frame)
