@@ -144,7 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RPC (msgpack-rpc, one shared client): {r['calls']:,} concurrent blocking calls in "
           f"{r['seconds']:.2f}s over {r['connections']} connection; "
           f"{r['peak_in_flight']:,} in flight at once.")
+    m = _child("messaging", args.tasks, args.latency, args.workers)
+    pipe, rr = m["pipeline"], m["request_reply"]
+    print(f"Messaging (ZMTP over TCP): PUSH/PULL {pipe['per_second']:,.0f} msg/s; "
+          f"{rr['requests']:,} REQ/REP requests through a ROUTER/DEALER proxy to "
+          f"{rr['workers_used']} REP workers in {rr['seconds']:.2f}s "
+          f"(one worker alone: {rr['serial_seconds']:.0f}s).")
     return 0
+
+
+def _part_messaging(args: argparse.Namespace) -> dict[str, Any]:
+    from .demo_mq import part_messaging
+
+    return part_messaging(messages=args.tasks * 10, clients=min(args.tasks // 50, 200),
+                          latency=args.latency / 10)
 
 
 def _part_network(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +177,7 @@ _PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "threads": lambda a: part_threads(a.tasks, a.latency, a.workers),
     "network": _part_network,
     "rpc": _part_rpc,
+    "messaging": _part_messaging,
 }
 
 
