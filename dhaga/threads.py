@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from .scheduler import get_scheduler, wake
+from .scheduler import get_scheduler
 
 __all__ = ["to_thread", "set_thread_pool_size", "thread_pool_size"]
 

@@ -1,0 +1,290 @@
+"""The `Dhaga` handle and the waiters that park: states, results, joining, killing.
+
+A `Dhaga` is what `spawn` returns; it is kept apart from the greenlet that runs it, so that a
+finished greenlet can run the next dhaga. This module knows the scheduler only through
+`get_scheduler` and `wake` (the module is imported at the bottom: the scheduler imports this module first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Generator
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+from .errors import Killed, Timeout
+
+__all__ = ["Dhaga", "TIMED_OUT", "NEW", "RUNNING", "PARKED", "DONE"]
+
+log = logging.getLogger("dhaga")
+_get_ident = threading.get_ident
+
+# Dhaga states, as small ints compared with `is` in hot paths (an Enum lookup costs more).
+NEW, RUNNING, PARKED, DONE = 0, 1, 2, 3
+_STATE_NAMES = {NEW: "new", RUNNING: "running", PARKED: "parked", DONE: "done"}
+
+
+class _TimedOut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMED_OUT"
+
+
+#: What `Scheduler.park_timed` returns when its timeout expired.
+TIMED_OUT = _TimedOut()
+
+
+
+class _Waiter:
+    """What `park` suspends and `wake` resumes: a dhaga or a thread's top level."""
+
+    __slots__ = ("_sched", "_state", "_resume_value", "_resume_exc", "_pending_exc", "_gen")
+
+    def _take_resume(self) -> Any:
+        self._gen += 1  # wake-ups addressed to the park that just ended are now stale
+        exc = self._resume_exc
+        if exc is not None:
+            self._resume_exc = None
+            raise exc
+        value = self._resume_value
+        self._resume_value = None
+        return value
+
+
+class _TopLevel(_Waiter):
+    """The waiter for code that runs in no dhaga: a script, a test, a worker thread."""
+
+    __slots__ = ()
+    name = "<top level>"
+
+    def __init__(self, sched: Scheduler) -> None:
+        self._sched = sched
+        self._state = RUNNING
+        self._resume_value = self._resume_exc = self._pending_exc = None
+        self._gen = 0
+
+    def __repr__(self) -> str:
+        return f"<top level of thread {self._sched.thread_id}>"
+
+
+class Dhaga(_Waiter):
+    """A green thread: the handle returned by `spawn`.
+
+    Behaves like a `concurrent.futures.Future` (``done``, ``result``, ``exception``,
+    ``add_done_callback``), can be joined, killed, and awaited from a coroutine on its loop.
+    """
+
+    __slots__ = (
+        "_id", "_name", "_fn", "_args", "_kw", "_ctx", "_gr", "_value", "_exc",
+        "_joiners", "_callbacks", "_retrieved", "_reporter", "__weakref__",
+    )
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        raise TypeError("use dhaga.spawn() to create a Dhaga")
+
+    # ------------------------------------------------------------------ state
+    @property
+    def name(self) -> str:
+        return self._name or f"Dhaga-{self._id}"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+
+    def done(self) -> bool:
+        """True when the dhaga has finished (returned, failed or was killed)."""
+        return self._state is DONE
+
+    def killed(self) -> bool:
+        """True when the dhaga ended by `Killed` (including a kill before it started)."""
+        return self._state is DONE and isinstance(self._exc, Killed)
+
+    def __repr__(self) -> str:
+        return f"<Dhaga {self.name} {_STATE_NAMES[self._state]}>"
+
+    # ------------------------------------------------------------------ waiting
+    def _mark_retrieved(self) -> None:
+        self._retrieved = True
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the dhaga has finished; callable from any thread.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True if it finished, False if the timeout expired first.
+        """
+        self._mark_retrieved()
+        if self._state is DONE:
+            return True
+        sched = _scheduler.get_scheduler()
+        waiter = sched.waiter()
+        if waiter is self:
+            raise RuntimeError("a dhaga cannot join itself")
+        owner = self._sched
+        local = owner is sched
+        ticket = (waiter, waiter._gen)
+        if local:
+            if self._joiners is None:
+                self._joiners = []
+            self._joiners.append(ticket)
+        else:
+            owner.call_threadsafe(self._add_joiner, ticket)
+        try:
+            return sched.park_timed(waiter, timeout) is not TIMED_OUT
+        finally:
+            if self._state is not DONE:
+                if local:
+                    self._joiners.remove(ticket)
+                else:
+                    owner.call_threadsafe(self._remove_joiner, ticket)
+
+    def _add_joiner(self, ticket: tuple[_Waiter, int]) -> None:
+        if self._state is DONE:
+            _scheduler.wake(*ticket)
+        elif self._joiners is None:
+            self._joiners = [ticket]
+        else:
+            self._joiners.append(ticket)
+
+    def _remove_joiner(self, ticket: tuple[_Waiter, int]) -> None:
+        if self._joiners and ticket in self._joiners:
+            self._joiners.remove(ticket)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the dhaga and return its value, or re-raise its exception.
+
+        Raises:
+            Timeout: the timeout expired first.
+            Killed: the dhaga was killed.
+        """
+        if self._state is not DONE and not self.join(timeout):
+            raise Timeout(f"{self.name} did not finish within {timeout}s", timeout)
+        self._mark_retrieved()
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the dhaga and return its exception, or None if it returned normally."""
+        if self._state is not DONE and not self.join(timeout):
+            raise Timeout(f"{self.name} did not finish within {timeout}s", timeout)
+        self._mark_retrieved()
+        return self._exc
+
+    def add_done_callback(self, fn: Callable[[Dhaga], Any]) -> None:
+        """Call ``fn(dhaga)`` when it finishes (at once if it already has).
+
+        Callbacks run on the dhaga's own thread right after it finishes, and must not block.
+        Callable from any thread.
+        """
+        if self._state is DONE:
+            _call_callback(fn, self)
+        elif self._sched._thread_id == _get_ident():
+            if self._callbacks is None:
+                self._callbacks = []
+            self._callbacks.append(fn)
+        else:
+            self._sched.call_threadsafe(self.add_done_callback, fn)
+
+    def remove_done_callback(self, fn: Callable[[Dhaga], Any]) -> int:
+        """Remove every registration of ``fn``; return how many were removed."""
+        if not self._callbacks:
+            return 0
+        before = len(self._callbacks)
+        self._callbacks = [cb for cb in self._callbacks if cb != fn]
+        return before - len(self._callbacks)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        self._mark_retrieved()
+        if self._state is not DONE:
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+
+            def _done(_: Dhaga) -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            if self._sched.loop is loop:
+                self.add_done_callback(_done)
+            else:
+                self.add_done_callback(lambda d: loop.call_soon_threadsafe(_done, d))
+            yield from fut.__await__()
+        return self.result()
+
+    # ------------------------------------------------------------------ killing
+    def kill(
+        self,
+        exception: type[BaseException] | BaseException = Killed,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Raise ``exception`` inside the dhaga at its blocking point.
+
+        A dhaga not yet started never runs. A dhaga that was already woken (it has a value
+        waiting for it) receives the exception at its next blocking point, so nothing handed
+        to it is lost.
+
+        Args:
+            exception: an exception class or instance; `Killed` by default.
+            block: wait until the dhaga has finished.
+            timeout: with ``block``, how long to wait.
+
+        Raises:
+            Timeout: ``block`` was set and the dhaga did not finish in time.
+        """
+        exc = exception() if isinstance(exception, type) else exception
+        sched = self._sched
+        if sched._thread_id != _get_ident():
+            sched.call_threadsafe(self.kill, exc, False)
+        elif self._state is DONE:
+            return
+        elif self._state is NEW:
+            sched._finish(self, None, exc)
+            return
+        elif self is sched._current:
+            raise exc
+        elif self._state is PARKED:
+            sched._unpark(self, None, exc)
+        else:
+            self._pending_exc = exc
+        if block and not self.join(timeout):
+            raise Timeout(f"{self.name} did not finish within {timeout}s after kill", timeout)
+
+
+class _FailureReporter:
+    """Logs a failed dhaga's traceback if nothing ever retrieves the failure."""
+
+    __slots__ = ("_name", "_exc")
+
+    def __init__(self, name: str, exc: BaseException) -> None:
+        self._name = name
+        self._exc: BaseException | None = exc
+
+    def cancel(self) -> None:
+        self._exc = None
+
+    def __del__(self) -> None:
+        exc = self._exc
+        if exc is not None:
+            self._exc = None
+            log.error("%s failed and was never joined", self._name,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _call_callback(fn: Callable[[Dhaga], Any], d: Dhaga) -> None:
+    try:
+        fn(d)
+    except Exception:
+        log.exception("done callback %r of %s raised", fn, d.name)
+
+
+from . import scheduler as _scheduler  # noqa: E402 - see the module docstring
