@@ -37,7 +37,7 @@ import threading
 import weakref
 from typing import Any, Iterable
 
-from .errors import DhagaError, Timeout
+from .errors import ConcurrentUseError, Timeout
 from .scheduler import TIMED_OUT, Scheduler, get_scheduler
 
 __all__ = [
@@ -53,8 +53,6 @@ __all__ = [
 _get_ident = threading.get_ident
 
 
-class ConcurrentUseError(DhagaError, RuntimeError):
-    """Two dhagas waited to read (or to write) the same file descriptor at the same time."""
 
 
 def _ebadf() -> OSError:

@@ -14,6 +14,12 @@ __all__ = [
     "MessageTooLarge",
     "ConnectionLost",
     "RemoteError",
+    "ConcurrentUseError",
+    "MQError",
+    "BadState",
+    "HostUnreachable",
+    "NotSupported",
+    "SocketClosed",
 ]
 
 
@@ -88,3 +94,40 @@ class RemoteError(DhagaError):
         if isinstance(err, (list, tuple)) and len(err) == 2:
             return f"{err[0]}: {err[1]}"
         return str(err)
+
+
+class ConcurrentUseError(DhagaError, RuntimeError):
+    """Two dhagas waited to read (or to write) the same file descriptor at the same time."""
+
+
+# ---------------------------------------------------------------------- dhaga.mq sockets
+class MQError(DhagaError):
+    """Base class of the errors a `dhaga.mq.Socket` raises."""
+
+
+class BadState(MQError, RuntimeError):
+    """The call breaks the socket's send/receive order (libzmq's EFSM).
+
+    A REQ socket must alternate ``send`` then ``recv``; a REP socket ``recv`` then ``send``.
+    """
+
+
+class HostUnreachable(MQError, LookupError):
+    """A ROUTER with ``router_mandatory`` was asked to send to an identity it has no peer for.
+
+    Attributes:
+        routing_id: the identity that has no peer.
+    """
+
+    def __init__(self, message: str, routing_id: bytes = b"") -> None:
+        super().__init__(message)
+        self.routing_id = routing_id
+
+
+class NotSupported(MQError, TypeError):
+    """The socket type cannot do this at all: ``recv`` on PUSH or PUB, ``send`` on PULL or SUB,
+    ``subscribe`` on anything but SUB/XSUB (libzmq's ENOTSUP)."""
+
+
+class SocketClosed(MQError, OSError):
+    """The socket was closed: by this call's own socket before or while it waited."""
