@@ -149,7 +149,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{rr['requests']:,} REQ/REP requests through a ROUTER/DEALER proxy to "
           f"{rr['workers_used']} REP workers in {rr['seconds']:.2f}s "
           f"(one worker alone: {rr['serial_seconds']:.0f}s).")
+    w = _child("web", args.tasks, args.latency, args.workers)
+    print(f"Web (dhaga.web WSGI server): {w['clients']:,} concurrent HTTP clients, each request "
+          f"waiting {args.latency * 1000:.0f} ms in the app, all answered in {w['seconds']:.2f}s; "
+          f"{w['peak_in_flight']:,} in flight at once, {w['threads']} OS thread(s).")
     return 0
+
+
+def _part_web(args: argparse.Namespace) -> dict[str, Any]:
+    from .demo_web import part_web
+
+    return part_web(clients=max(args.tasks // 10, 50), latency=args.latency)
 
 
 def _part_messaging(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,6 +187,7 @@ _PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "network": _part_network,
     "rpc": _part_rpc,
     "messaging": _part_messaging,
+    "web": _part_web,
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import _socket
 import socket as _stdsocket
 from typing import Any, Callable
 
@@ -102,7 +103,7 @@ class StreamServer:
 
     def _make_listener(self) -> _GreenSocket:
         addr = self._address_arg
-        if isinstance(addr, _stdsocket.socket):
+        if isinstance(addr, _socket.socket):  # the C type: still true after monkey-patching
             sock = addr if isinstance(addr, _GreenSocket) else _GreenSocket(
                 addr.family, addr.type, addr.proto, addr.detach())
             try:

@@ -70,3 +70,4 @@ def test_demo_runs_to_completion():
     assert re.search(r"Networking .*: (\d+)/\1 HTTP requests", proc.stdout)
     assert re.search(r"RPC .*: 500 concurrent blocking calls .* over 1 connection", proc.stdout)
     assert re.search(r"Messaging .*: PUSH/PULL [\d,]+ msg/s; 50 REQ/REP requests", proc.stdout)
+    assert re.search(r"Web .*: 50 concurrent HTTP clients, .* all answered", proc.stdout)

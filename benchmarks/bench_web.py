@@ -1,0 +1,447 @@
+"""Web benchmarks: dhaga.web against gevent.pywsgi and gunicorn's gevent worker, driven by wrk.
+
+Three applications, each served by one process:
+
+- ``hello``: a hello-world WSGI app.
+- ``wait10``: each request waits 10 ms on a green socket: a read with a 10 ms timeout on an
+  idle socket (one end of a socket pair nobody writes to), taken from a small pool.
+- ``backend10``: each request calls a 10 ms backend over a green socket: it takes a
+  connection from a pool to a local *delay server*, sends one byte, and receives the byte the
+  delay server sends back 10 ms later. The delay server runs in its own process, on uvloop;
+  alone, it manages fewer than 10,000 round trips a second with 100 connections (about 8,000
+  here), which caps every server's figure.
+
+Servers: dhaga.web (``python -m dhaga.web``) on asyncio's loop and on uvloop, gevent.pywsgi
+(with TCP_NODELAY on each connection, as dhaga.web sets it), gunicorn with one gevent worker,
+and gunicorn with one dhaga.web.GunicornWorker. Every server is measured in the same run, in
+rounds (one wrk run per server per round), with ``wrk -t1 -c100 -dNs``; the table shows the
+median requests per second of the rounds, the server's CPU time per request (user + system, of
+the server's processes: steadier than throughput on a busy machine, where wrk, the server and
+the delay server compete for the same CPUs) and the ratios the goals name. ``--parser`` also
+times the HTTP head parser against Tornado's, alone and in the server (hello world with
+browser-like heads, Tornado's parser swapped in). Usage::
+
+    python benchmarks/bench_web.py [--duration 5] [--rounds 3] [--parser] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = "benchmarks.bench_web"
+BODY = b"Hello, world!"
+
+
+# ---------------------------------------------------------------------------- the apps
+def hello_app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [BODY]
+
+
+_idle: list = []  # (waiting end, other end) of socket pairs nobody ever writes to
+_pool: list = []  # connections to the delay server
+
+
+def _idle_socket():
+    if _idle:
+        return _idle.pop()
+    if os.environ.get("BENCH_GREEN") == "dhaga":
+        from dhaga import net
+        pair = net.socketpair()
+    else:  # gevent, with the socket module patched
+        pair = socket.socketpair()
+    pair[0].settimeout(0.010)
+    return pair
+
+
+def wait10_app(environ, start_response):
+    """Wait 10 ms on a green socket (a read that times out), then answer."""
+    pair = _idle_socket()
+    try:
+        pair[0].recv(1)
+    except TimeoutError:
+        pass
+    else:
+        raise RuntimeError("nobody writes to this socket")
+    _idle.append(pair)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [BODY]
+
+
+def _delay_connection():
+    if _pool:
+        return _pool.pop()
+    host, port = os.environ["BENCH_DELAY_ADDR"].split(":")
+    if os.environ.get("BENCH_GREEN") == "dhaga":
+        from dhaga import net
+        sock = net.create_connection((host, int(port)))
+    else:  # gevent, with the socket module patched
+        sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def backend10_app(environ, start_response):
+    """Wait for the delay server's 10 ms reply on a green socket, then answer."""
+    sock = _delay_connection()
+    sock.sendall(b"x")
+    if sock.recv(1) != b"x":
+        raise RuntimeError("the delay server went away")
+    _pool.append(sock)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])
+    return [BODY]
+
+
+def _tornado_parse_head(head: bytes, limits=None):
+    """dhaga.web's parse_head with Tornado's grammar functions doing the parsing."""
+    from tornado.httputil import HTTPHeaders, HTTPInputError, parse_request_start_line
+
+    from dhaga.web import protocol as p
+
+    text = head.decode("latin-1")
+    line, _, rest = text.partition("\r\n")
+    try:
+        start = parse_request_start_line(line)
+        headers = HTTPHeaders.parse(rest)
+    except HTTPInputError as e:
+        raise p.RequestError(400, str(e)) from None
+    req = p.RequestHead()
+    req.method, req.target = start.method, start.path
+    http11 = start.version != "HTTP/1.0"
+    req.version = "HTTP/1.1" if http11 else "HTTP/1.0"
+    req.fields = list(headers.get_all())
+    req.content_length = None
+    req.chunked = req.expect_continue = False
+    req.keep_alive = http11
+    for name, value in req.fields:  # the framing facts, as parse_head derives them
+        low = name.lower()
+        if low == "content-length":
+            req.content_length = int(value)
+        elif low == "connection" and "close" in value.lower():
+            req.keep_alive = False
+    return req
+
+
+if os.environ.get("BENCH_TORNADO_PARSER") == "1":  # the server process of --parser's comparison
+    import dhaga.web.wsgi
+
+    dhaga.web.wsgi.parse_head = _tornado_parse_head
+
+
+# ---------------------------------------------------------------------------- helper servers
+def serve_delay() -> None:
+    """The delay server: every byte received is echoed 10 ms later."""
+
+    class Delay(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def data_received(self, data):
+            loop.call_later(0.010, self.reply, data)
+
+        def reply(self, data):
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    if _importable("uvloop"):  # the more punctual of the two
+        import uvloop
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(Delay, "127.0.0.1", 0, backlog=1024))
+    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    loop.run_forever()
+
+
+def serve_gevent(app_name: str) -> None:
+    """gevent.pywsgi, TCP_NODELAY on every connection, no access log."""
+    from gevent import monkey
+    monkey.patch_all()
+    from gevent import pywsgi
+
+    class Server(pywsgi.WSGIServer):
+        def handle(self, sock, address):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return super().handle(sock, address)
+
+    os.environ["BENCH_GREEN"] = "gevent"
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    print(f"listening on {listener.getsockname()[1]}", flush=True)
+    Server(listener, globals()[app_name], log=None).serve_forever()
+
+
+# ---------------------------------------------------------------------------- running
+def start(cmd: list[str], pattern: str, env: dict) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode(errors="replace")  # type: ignore[union-attr]
+        if not line:
+            break
+        m = re.search(pattern, line)
+        if m:
+            # keep draining its output so that it never blocks on a full pipe
+            import threading
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+            return proc, int(m.group(1))
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
+    py = sys.executable
+    spec = f"{HERE}:{app}_app"
+    listening = r"on http://127\.0\.0\.1:(\d+)"
+    gunicorn_at = r"Listening at: http://127\.0\.0\.1:(\d+)"
+    gunicorn = [py, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:0", "--no-control-socket",
+                "--log-level", "warning", "--backlog", "1024"]
+    cmds = {
+        "dhaga.web asyncio": ([py, "-m", "dhaga.web", spec, "--bind", "127.0.0.1:0",
+                               "--loop", "asyncio"], listening, {"BENCH_GREEN": "dhaga"}),
+        "dhaga.web uvloop": ([py, "-m", "dhaga.web", spec, "--bind", "127.0.0.1:0",
+                              "--loop", "uvloop"], listening, {"BENCH_GREEN": "dhaga"}),
+        "gevent.pywsgi": ([py, __file__, "--serve", app], r"listening on (\d+)", {}),
+        "gunicorn -k gevent": (gunicorn + ["--log-level", "info", "-k", "gevent", spec],
+                               gunicorn_at, {"BENCH_GREEN": "gevent"}),
+        "gunicorn -k dhaga": (gunicorn + ["--log-level", "info", "-k", "dhaga.web.GunicornWorker",
+                                          spec], gunicorn_at, {"BENCH_GREEN": "dhaga"}),
+    }
+    return cmds
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time of process ``root`` and its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, total, grew = {root}, 0.0, True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    for pid in tree:
+        total += stats.get(pid, (0, 0.0))[1]
+    return total
+
+
+def wrk(port: int, duration: float, connections: int,
+        extra: list[str] | None = None) -> tuple[float, int]:
+    """Run wrk; returns (requests per second, requests completed)."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", *(extra or []),
+         f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=duration + 60,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    n = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if m is None or n is None:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    if errors:
+        print(f"    (wrk reported: {errors.group(0)})", file=sys.stderr)
+    return float(m.group(1)), int(n.group(1))
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def bench_app(app: str, args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    delay = None
+    if app == "backend10":
+        delay, delay_port = start([sys.executable, __file__, "--serve", "delay"],
+                                  r"listening on (\d+)", env)
+        env["BENCH_DELAY_ADDR"] = f"127.0.0.1:{delay_port}"
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    try:
+        cmds = server_commands(app)
+        for rnd in range(args.rounds):
+            for name, (cmd, pattern, extra) in cmds.items():
+                if name.startswith("gunicorn") and not _importable("gunicorn"):
+                    continue
+                if "gevent" in name and not _importable("gevent"):
+                    continue
+                if "uvloop" in name and not _importable("uvloop"):
+                    continue
+                proc, port = start(cmd, pattern, dict(env, **extra))
+                try:
+                    wrk(port, 1, args.connections)  # warm up
+                    before = cpu_seconds(proc.pid)
+                    rps, done = wrk(port, args.duration, args.connections)
+                    us = (cpu_seconds(proc.pid) - before) / done * 1e6
+                finally:
+                    stop(proc)
+                results.setdefault(name, []).append(rps)
+                cpu.setdefault(name, []).append(us)
+                print(f"  {app:<7} round {rnd + 1}: {name:<20} {rps:>10,.0f} req/s "
+                      f"{us:>7.1f} us CPU/request", file=sys.stderr)
+    finally:
+        if delay is not None:
+            stop(delay)
+    return results, cpu
+
+
+BROWSER_HEADERS = [
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language: en-US,en;q=0.5", "Accept-Encoding: gzip, deflate, br",
+    "Cookie: a=b; c=d; session=abcdef0123456789", "Upgrade-Insecure-Requests: 1",
+    "Cache-Control: max-age=0", "Referer: http://example.org/",
+]
+
+
+def bench_parser_end_to_end(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    """Hello world with browser-like heads: dhaga.web's parser against Tornado's, swapped in."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "dhaga.web", f"{HERE}:hello_app", "--bind", "127.0.0.1:0"]
+    headers = [a for h in BROWSER_HEADERS for a in ("-H", h)]
+    out: dict[str, dict[str, list[float]]] = {}
+    for rnd in range(args.rounds):
+        for name, flag in (("dhaga.web parser", "0"), ("Tornado's parser", "1")):
+            proc, port = start(cmd, r"on http://127\.0\.0\.1:(\d+)",
+                               dict(env, BENCH_TORNADO_PARSER=flag))
+            try:
+                wrk(port, 1, args.connections, headers)
+                before = cpu_seconds(proc.pid)
+                rps, done = wrk(port, args.duration, args.connections, headers)
+                us = (cpu_seconds(proc.pid) - before) / done * 1e6
+            finally:
+                stop(proc)
+            out.setdefault(name, {}).setdefault("rps", []).append(rps)
+            out[name].setdefault("cpu_us", []).append(us)
+            print(f"  parser  round {rnd + 1}: {name:<20} {rps:>10,.0f} req/s "
+                  f"{us:>7.1f} us CPU/request", file=sys.stderr)
+    return out
+
+
+def bench_parser() -> dict[str, float]:
+    import timeit
+
+    from tornado.httputil import HTTPHeaders, parse_request_start_line
+
+    from dhaga.web.protocol import parse_head
+
+    heads = {
+        "wrk": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080",
+        "browser": (b"GET /some/path?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\n"
+                    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
+                    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+                    b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+                    b"Connection: keep-alive\r\nCookie: a=b; c=d; session=abcdef0123456789\r\n"
+                    b"Upgrade-Insecure-Requests: 1\r\nCache-Control: max-age=0"),
+    }
+
+    def tornado_parse(head: bytes):
+        text = head.decode("latin-1")
+        line, _, rest = text.partition("\r\n")
+        return parse_request_start_line(line), HTTPHeaders.parse(rest)
+
+    out = {}
+    for name, head in heads.items():
+        for label, fn in (("dhaga", parse_head), ("tornado", tornado_parse)):
+            n = 20000
+            t = min(timeit.repeat(lambda: fn(head), number=n, repeat=5)) / n
+            out[f"{name} {label}"] = t * 1e6
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="wrk runs per server (median taken)")
+    ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--apps", default="hello,wait10,backend10")
+    ap.add_argument("--parser", action="store_true", help="also time the head parser")
+    ap.add_argument("--json", help="write the raw figures here")
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve == "delay":
+        serve_delay()
+        return 0
+    if args.serve:
+        serve_gevent(f"{args.serve}_app")
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    report: dict = {"settings": {"duration": args.duration, "rounds": args.rounds,
+                                 "connections": args.connections, "cpus": os.cpu_count()}}
+    for app in [a for a in args.apps.split(",") if a]:
+        results, cpu = bench_app(app, args)
+        medians = {name: statistics.median(v) for name, v in results.items()}
+        cpu_medians = {name: statistics.median(v) for name, v in cpu.items()}
+        report[app] = {"runs": results, "median": medians, "cpu_us_per_request": cpu,
+                       "cpu_median": cpu_medians}
+        print(f"\n{app}: wrk -t1 -c{args.connections} -d{args.duration:g}s, median of "
+              f"{args.rounds} rounds (one server process each)")
+        print(f"  {'server':<22}{'req/s':>10}{'CPU us/req':>12}")
+        for name, rps in medians.items():
+            print(f"  {name:<22}{rps:>10,.0f}{cpu_medians[name]:>12.1f}")
+        peers = ["gevent.pywsgi", "gunicorn -k gevent"] if app == "hello" else ["gevent.pywsgi"]
+        for mine in ("dhaga.web asyncio", "dhaga.web uvloop"):
+            for peer in peers:
+                if mine in medians and peer in medians:
+                    print(f"  {mine} / {peer}: {medians[mine] / medians[peer]:.2f}x req/s, "
+                          f"{cpu_medians[peer] / cpu_medians[mine]:.2f}x less CPU per request")
+    if args.parser:
+        figures = bench_parser()
+        report["parser_us"] = figures
+        print("\nhead parser alone, microseconds per head (best of 5)")
+        for name, us in figures.items():
+            print(f"  {name:<18}{us:>8.2f}")
+        e2e = bench_parser_end_to_end(args)
+        report["parser_end_to_end"] = e2e
+        print(f"\nhello with {len(BROWSER_HEADERS) + 1} browser-like header fields, median of "
+              f"{args.rounds} rounds")
+        print(f"  {'head parser':<22}{'req/s':>10}{'CPU us/req':>12}")
+        for name, fig in e2e.items():
+            print(f"  {name:<22}{statistics.median(fig['rps']):>10,.0f}"
+                  f"{statistics.median(fig['cpu_us']):>12.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
