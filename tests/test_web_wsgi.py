@@ -36,7 +36,7 @@ def test_environ_has_every_pep3333_key_as_native_strings():
     assert "HTTP_CONTENT_TYPE" not in env and "HTTP_CONTENT_LENGTH" not in env
     assert env["HTTP_HOST"] == "example.org:81"
     assert env["HTTP_X_CAF"] == "\xe9t\xe9"           # header bytes as latin-1
-    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("0.0.0.0", "8080")
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("127.0.0.1", "8080")
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == ("10.1.2.3", "5555")
     assert env["wsgi.version"] == (1, 0)

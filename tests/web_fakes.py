@@ -58,7 +58,7 @@ class FakeSocket:
 def serve(app: Callable, *chunks: Any, address: Any = ("10.1.2.3", 5555), **kw: Any) -> FakeSocket:
     """Run a `WSGIHandler` over a `FakeSocket` fed ``chunks`` until the connection ends."""
     sock = FakeSocket(*chunks)
-    WSGIHandler(app, server_address=("0.0.0.0", 8080), **kw)(sock, address)
+    WSGIHandler(app, server_address=("127.0.0.1", 8080), **kw)(sock, address)
     return sock
 
 
