@@ -660,6 +660,24 @@ def spawn_later(seconds: float, fn: Callable[..., Any], *args: Any, **kw: Any) -
 
 def sleep(seconds: float = 0) -> None:
     """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once."""
+    if seconds <= 0:
+        sched = getattr(_local, "sched", None)
+        if sched is not None:
+            d = sched._current
+            if d is not None and sched._batch > 0 and d._pending_exc is None:
+                # A dhaga yielding within a batch: to the back of the run queue, and on with the
+                # next runnable one; with none, it goes on at once. Each yield uses up a slot
+                # of the batch, so a loop of sleep(0) alone still lets the loop poll.
+                sched._batch -= 1
+                runq = sched._runq
+                if not runq:  # nobody else is runnable: go on at once
+                    return
+                d._resume_value = d._resume_exc = None
+                runq.append(d)
+                sched._batch += 1  # _switch_next counts this switch
+                sched._switch_next()
+                d._take_resume()
+                return
     sched = get_scheduler()
     waiter = sched.waiter()
     exc = waiter._pending_exc

@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any, Callable, Generic, TypeVar
 
 from .errors import Timeout
+from .handle import PARKED, RUNNING
 from .scheduler import TIMED_OUT, Scheduler, _local, _Waiter, current, get_scheduler
 
 __all__ = [
@@ -133,9 +134,13 @@ class Event:
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             self._flag = True
             waiters, self._waiters = self._waiters, {}
+        finally:
+            mutex.release()
         for ticket in waiters:
             _wake(ticket)
 
@@ -153,19 +158,31 @@ class Event:
             return True
         sched, waiter = _me()
         ticket = (waiter, waiter._gen)
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self._flag:
                 return True
             self._waiters[ticket] = None
+        finally:
+            mutex.release()
         try:
             if sched.park_timed(waiter, timeout) is not TIMED_OUT:
                 return True  # set() took our ticket
         except BaseException:
-            with self._mutex:
+            mutex = self._mutex
+            mutex.acquire()
+            try:
                 self._waiters.pop(ticket, None)
+            finally:
+                mutex.release()
             raise
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             self._waiters.pop(ticket, None)
+        finally:
+            mutex.release()
         return self._flag
 
 
@@ -202,9 +219,10 @@ class Lock:
         Returns:
             True once acquired; False if non-blocking and held, or on timeout.
         """
-        if timeout == -1 and self._held.acquire(False):
+        timeout = None if timeout == -1 else _lock_timeout(blocking, timeout)
+        if self._held.acquire(False):
             return True
-        return self._acquire_slow(blocking, _lock_timeout(blocking, timeout))
+        return self._acquire_slow(blocking, timeout)
 
     def __enter__(self) -> bool:
         if self._held.acquire(False):
@@ -212,17 +230,27 @@ class Lock:
         return self._acquire_slow(True, None)
 
     def _acquire_slow(self, blocking: bool, timeout: float | None) -> bool:
-        if self._held.acquire(False):
-            return True
+        """Queue up and wait: the caller tried to take the lock once already."""
+        held = self._held
         if not blocking:
             return False
-        sched, waiter = _me()
+        sched = getattr(_local, "sched", None)  # `_me()`, inlined: the contended hot path
+        waiter = sched._current if sched is not None else None
+        if waiter is None:
+            sched, waiter = _me()
         ticket = (waiter, waiter._gen)
-        with self._mutex:
-            if self._held.acquire(False):  # released since we looked: never queue for a free lock
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if held.acquire(False):  # released since we looked: never queue for a free lock
                 return True
             self._waiters.append(ticket)
+        finally:
+            mutex.release()
         try:
+            if timeout is None:
+                sched.park(waiter)  # a dhaga's untimed park is park()'s inlined fast path
+                return True  # handed over to us
             if sched.park_timed(waiter, timeout) is not TIMED_OUT:
                 return True  # handed over to us
         except BaseException:
@@ -232,7 +260,7 @@ class Lock:
         # Timed out; if it was handed over meanwhile, the acquire succeeded after all.
         return not _remove(self._mutex, self._waiters, ticket)
 
-    def release(self) -> None:
+    def release(self, *_exc_info: Any) -> None:
         """Release the lock, handing it to the longest waiter if there is one.
 
         Raises:
@@ -244,24 +272,32 @@ class Lock:
             raise RuntimeError("release unlocked lock") from None
         # An acquirer holds the mutex from its retry until it has queued: look at the mutex
         # first, then at the queue, and one of the two shows it.
-        if self._mutex.locked() or self._waiters:
-            self._hand_over()
-
-    def __exit__(self, t: Any, v: Any, tb: Any) -> None:
-        self._held.release()
-        if self._mutex.locked() or self._waiters:
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        with self._mutex:
+        if not self._mutex.locked() and not self._waiters:
+            return
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if not self._waiters or not self._held.acquire(False):
                 return  # nobody waits, or a newcomer took it (its release will hand over)
             waiter, gen = self._waiters.popleft()
+        finally:
+            mutex.release()
         sched = waiter._sched  # _wake(), inlined: this is the contended hot path
         if sched._thread_id == _get_ident():
-            sched._unpark(waiter, True, None, gen)
+            if waiter._state is PARKED and gen == waiter._gen and waiter is not sched._top:
+                waiter._state = RUNNING  # Scheduler._unpark, inlined
+                waiter._resume_value = True
+                waiter._resume_exc = None
+                sched._runq.append(waiter)
+                if not sched._drain_pending:
+                    sched._drain_pending = True
+                    sched._call_soon(sched._drain)
+            else:
+                sched._unpark(waiter, True, None, gen)
         else:
             sched.loop.call_soon_threadsafe(sched._unpark, waiter, True, None, gen)
+
+    __exit__ = release  # one call fewer per ``with lock:`` than a wrapper
 
     # For Condition.
     def _is_owned(self) -> bool:
@@ -376,19 +412,27 @@ class Semaphore:
         """
         if timeout is not None and not blocking:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self._value:
                 self._value -= 1
                 return True
+        finally:
+            mutex.release()
         if not blocking:
             return False
         sched, waiter = _me()
         ticket = (waiter, waiter._gen)
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self._value:  # released since we looked (another thread)
                 self._value -= 1
                 return True
             self._waiters.append(ticket)
+        finally:
+            mutex.release()
         try:
             if sched.park_timed(waiter, timeout) is not TIMED_OUT:
                 return True
@@ -402,11 +446,15 @@ class Semaphore:
         return self.acquire()
 
     def _release_one(self) -> None:
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if not self._waiters:
                 self._value += 1
                 return
             ticket = self._waiters.popleft()
+        finally:
+            mutex.release()
         _wake(ticket)
 
     def release(self, n: int = 1) -> None:
@@ -441,9 +489,13 @@ class BoundedSemaphore(Semaphore):
         """
         if n < 1:
             raise ValueError("n must be one or more")
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self._value + n > self._initial:
                 raise ValueError("Semaphore released too many times")
+        finally:
+            mutex.release()
         super().release(n)
 
     def __exit__(self, t: Any, v: Any, tb: Any) -> None:
@@ -501,8 +553,12 @@ class Condition:
             raise RuntimeError("cannot wait on un-acquired lock")
         sched, waiter = _me()
         ticket = (waiter, waiter._gen)
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             self._waiters.append(ticket)
+        finally:
+            mutex.release()
         saved = self._release_save()
         try:
             if sched.park_timed(waiter, timeout) is not TIMED_OUT:
@@ -541,9 +597,13 @@ class Condition:
         self._notify(n)
 
     def _notify(self, n: int) -> None:
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             waiters = self._waiters
             tickets = [waiters.popleft() for _ in range(min(n, len(waiters)))]
+        finally:
+            mutex.release()
         for ticket in tickets:
             _wake(ticket)
 
@@ -576,6 +636,13 @@ class Queue(Generic[T]):
         self.unfinished_tasks = 0
         self.is_shutdown = False
 
+    #: True while the storage is `Queue`'s own deque: the hot paths then skip ``_qsize()``.
+    _plain = True
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._plain = cls._qsize is Queue._qsize and cls._init is Queue._init
+
     # The storage, overridden by LifoQueue and PriorityQueue (as in the standard library).
     def _init(self, maxsize: int) -> None:
         self.queue: Any = deque()
@@ -594,18 +661,30 @@ class Queue(Generic[T]):
 
     def qsize(self) -> int:
         """The number of items queued (approximate while other threads run)."""
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             return self._qsize()
+        finally:
+            mutex.release()
 
     def empty(self) -> bool:
         """True when no item is queued."""
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             return not self._qsize()
+        finally:
+            mutex.release()
 
     def full(self) -> bool:
         """True when a put would have to wait."""
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             return 0 < self.maxsize <= self._qsize()
+        finally:
+            mutex.release()
 
     # ------------------------------------------------------------------ put
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
@@ -615,14 +694,17 @@ class Queue(Generic[T]):
             Full: non-blocking and full, or ``timeout`` expired.
             ShutDown: the queue was shut down.
         """
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if self.is_shutdown:
                 raise ShutDown("put on a shut-down queue")
             maxsize = self.maxsize
-            if maxsize <= 0 or self._qsize() + self._put_reserved < maxsize:
+            size = len(self.queue) if self._plain else self._qsize()
+            if maxsize <= 0 or size + self._put_reserved < maxsize:
                 self.unfinished_tasks += 1
                 getters = self._getters
-                while getters and not self._got_reserved and not self._qsize():
+                while getters and not size and not self._got_reserved:
                     # Hand the item straight to a getter of this thread: no storage, no
                     # reservation. A getter already woken (say, by its timeout) refuses it.
                     waiter, gen = getters[0]
@@ -630,14 +712,23 @@ class Queue(Generic[T]):
                     if sched._thread_id != _get_ident():
                         break
                     getters.popleft()
-                    if not sched._unpark(waiter, (item,), None, gen):
+                    if waiter._state is PARKED and gen == waiter._gen and waiter is not sched._top:
+                        # Scheduler._unpark, inlined: the hot path of a hand-off.
+                        waiter._state = RUNNING
+                        waiter._resume_value = (item,)
+                        waiter._resume_exc = None
+                        sched._runq.append(waiter)
+                        if not sched._drain_pending:
+                            sched._drain_pending = True
+                            sched._call_soon(sched._drain)
+                    elif not sched._unpark(waiter, (item,), None, gen):
                         # Woken already (its timeout fired): it will find its ticket taken and
                         # claim a reservation, so reserve the item for it.
                         self._put(item)
                         self._got_reserved += 1
                     return
                 self._put(item)
-                if not getters or self._qsize() <= self._got_reserved:
+                if not getters or size + 1 <= self._got_reserved:
                     return
                 self._got_reserved += 1
                 ticket = getters.popleft()
@@ -650,6 +741,8 @@ class Queue(Generic[T]):
                 mine = (waiter, waiter._gen)
                 self._putters.append(mine)
                 ticket = None
+        finally:
+            mutex.release()
         if ticket is None:
             self._put_parked(sched, waiter, mine, item, timeout)
         else:
@@ -665,7 +758,9 @@ class Queue(Generic[T]):
             raise
         if timed_out and _remove(self._mutex, self._putters, ticket):
             raise Full
-        with self._mutex:  # a slot was reserved for us (or the queue was shut down)
+        mutex = self._mutex  # a slot was reserved for us (or the queue was shut down)
+        mutex.acquire()
+        try:
             self._put_reserved -= 1
             if self.is_shutdown:
                 raise ShutDown("put on a shut-down queue")
@@ -675,6 +770,8 @@ class Queue(Generic[T]):
                 return
             self._got_reserved += 1
             wake = self._getters.popleft()
+        finally:
+            mutex.release()
         _wake(wake)
 
     def put_nowait(self, item: T) -> None:
@@ -689,8 +786,10 @@ class Queue(Generic[T]):
             Empty: non-blocking and empty, or ``timeout`` expired.
             ShutDown: the queue was shut down and is empty.
         """
-        with self._mutex:
-            if self._qsize() > self._got_reserved:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if (len(self.queue) if self._plain else self._qsize()) > self._got_reserved:
                 item = self._get()
                 if not self._putters or self.maxsize - self._qsize() <= self._put_reserved:
                     return item
@@ -703,14 +802,41 @@ class Queue(Generic[T]):
             else:
                 if timeout is not None and timeout < 0:
                     raise ValueError("'timeout' must be a non-negative number")
-                sched, waiter = _me()
+                sched = getattr(_local, "sched", None)  # `_me()`, inlined: the hot path
+                waiter = sched._current if sched is not None else None
+                if waiter is None:
+                    sched, waiter = _me()
                 mine = (waiter, waiter._gen)
                 self._getters.append(mine)
                 ticket = None
-        if ticket is None:
+        finally:
+            mutex.release()
+        if ticket is not None:
+            _wake(ticket)
+            return item
+        if timeout is not None or waiter._pending_exc is not None or waiter is sched._top:
             return self._get_parked(sched, waiter, mine, timeout)
-        _wake(ticket)
-        return item
+        # A dhaga waiting without a timeout: `Scheduler.park`'s fast path, inlined.
+        waiter._state = PARKED
+        runq = sched._runq
+        if sched._batch > 0 and runq and runq[0]._state is RUNNING:
+            # `Scheduler._switch_next`, inlined for its common case: the next dhaga in the
+            # batch was parked (not new) and is runnable.
+            sched._batch -= 1
+            nxt = runq.popleft()
+            sched._current = nxt
+            gr = nxt._gr
+            nxt = runq = None  # a suspended frame must not keep other dhagas alive
+            gr.switch()
+        else:
+            runq = None
+            sched._switch_next()
+        got = waiter._resume_value
+        if type(got) is tuple and waiter._resume_exc is None:  # handed over by a putter
+            waiter._gen += 1
+            waiter._resume_value = None
+            return got[0]  # type: ignore[no-any-return]
+        return self._get_parked(sched, waiter, mine, timeout, woken=True)
 
     def _reserve_slot(self) -> _Ticket | None:
         """After a get: the putter to wake for the freed slot, if any."""
@@ -720,12 +846,21 @@ class Queue(Generic[T]):
         return None
 
     def _get_parked(
-        self, sched: Scheduler, waiter: _Waiter, ticket: _Ticket, timeout: float | None
+        self,
+        sched: Scheduler,
+        waiter: _Waiter,
+        ticket: _Ticket,
+        timeout: float | None,
+        woken: bool = False,
     ) -> T:
+        """Park until an item is handed over or reserved; ``woken``: `get` parked already."""
         while True:
             try:
-                # Untimed: park()'s inlined fast path (it cannot time out).
-                got = sched.park(waiter) if timeout is None else sched.park_timed(waiter, timeout)
+                if woken:  # get() parked inline and was woken without an item in hand
+                    woken = False
+                    got = waiter._take_resume()
+                else:
+                    got = sched.park_timed(waiter, timeout)
             except BaseException:
                 self._leave(ticket, self._getters, getter=True)
                 raise
@@ -733,7 +868,9 @@ class Queue(Generic[T]):
                 return got[0]  # type: ignore[no-any-return]
             if got is TIMED_OUT and _remove(self._mutex, self._getters, ticket):
                 raise Empty
-            with self._mutex:  # an item was reserved for us (or the queue was shut down)
+            mutex = self._mutex  # an item was reserved for us (or the queue was shut down)
+            mutex.acquire()
+            try:
                 self._got_reserved -= 1
                 if self._qsize():
                     item = self._get()
@@ -746,6 +883,8 @@ class Queue(Generic[T]):
                 # Someone emptied ``queue`` behind our back (under ``mutex``): wait again.
                 ticket = (waiter, waiter._gen)
                 self._getters.append(ticket)
+            finally:
+                mutex.release()
         if wake is not None:
             _wake(wake)
         return item
@@ -756,7 +895,9 @@ class Queue(Generic[T]):
 
     def _leave(self, ticket: _Ticket, waiters: deque, getter: bool) -> None:
         """A waiter killed while queued: drop its ticket, or pass its reservation on."""
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             try:
                 waiters.remove(ticket)
                 return
@@ -775,6 +916,8 @@ class Queue(Generic[T]):
                     return
                 self._put_reserved += 1
             nxt = waiters.popleft()
+        finally:
+            mutex.release()
         _wake(nxt)
 
     # ------------------------------------------------------------------ tasks
@@ -784,7 +927,9 @@ class Queue(Generic[T]):
         Raises:
             ValueError: called more times than there were items.
         """
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             unfinished = self.unfinished_tasks - 1
             if unfinished < 0:
                 raise ValueError("task_done() called too many times")
@@ -792,6 +937,8 @@ class Queue(Generic[T]):
             if unfinished or not self._joiners:
                 return
             joiners, self._joiners = self._joiners, []
+        finally:
+            mutex.release()
         for ticket in joiners:
             _wake(ticket)
 
@@ -805,10 +952,14 @@ class Queue(Generic[T]):
             return
         sched, waiter = _me()
         ticket = (waiter, waiter._gen)
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             if not self.unfinished_tasks:
                 return
             self._joiners.append(ticket)
+        finally:
+            mutex.release()
         try:
             if sched.park_timed(waiter, timeout) is not TIMED_OUT:
                 return
@@ -823,7 +974,9 @@ class Queue(Generic[T]):
 
         With ``immediate``, also drop the items still queued (counting them done).
         """
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             self.is_shutdown = True
             if immediate:
                 while self._qsize():
@@ -837,6 +990,8 @@ class Queue(Generic[T]):
             joiners: list[_Ticket] = []
             if not self.unfinished_tasks:
                 joiners, self._joiners = self._joiners, []
+        finally:
+            mutex.release()
         for ticket in getters + putters + joiners:
             _wake(ticket)
 

@@ -96,6 +96,11 @@ def test_lock_basic_stdlib_semantics():
     with pytest.raises(ValueError):
         lock.acquire(timeout=-2)
     lock.release()
+    with pytest.raises(ValueError):  # as threading.Lock: refused even when the lock is free
+        lock.acquire(False, 1)
+    assert not lock.locked()
+    assert lock.acquire(False) is True and lock.acquire(False) is False
+    lock.release()
     with pytest.raises(RuntimeError):
         lock.release()
     with lock:
@@ -557,3 +562,54 @@ def test_queue_put_hands_item_straight_to_a_waiting_getter_of_this_thread():
         assert len(q.queue) == 0
         q.queue.clear()
     assert g.result(timeout=5) == "handed" and q._got_reserved == 0 and q.empty()
+
+
+class _CountingQueue(Queue):
+    """Storage of its own, as `queue.Queue` subclasses may have: the generic paths serve it.
+
+    It keeps the items it handed out, so ``len(self.queue)`` is not its size: only `_qsize` is.
+    """
+
+    def _init(self, maxsize):
+        self.queue = {}
+        self.first = self.next = 0
+
+    def _qsize(self):
+        return self.next - self.first
+
+    def _put(self, item):
+        self.queue[self.next] = item
+        self.next += 1
+
+    def _get(self):
+        item = self.queue[self.first]
+        self.first += 1
+        return item
+
+
+@pytest.mark.parametrize("maxsize", [0, 2])
+def test_queue_subclass_with_its_own_storage(maxsize):
+    q = _CountingQueue(maxsize)
+    assert not q._plain and Queue._plain
+    got = []
+
+    def consumer():
+        for _ in range(50):
+            got.append(q.get(timeout=5))
+
+    c = dhaga.spawn(consumer)
+    settle()  # the consumer waits: the first item is handed over, the rest queue up
+    for i in range(50):
+        q.put(i, timeout=5)
+    c.join(timeout=5)
+    assert got == list(range(50)) and q.empty() and q._qsize() == 0 < len(q.queue)
+    assert q._got_reserved == 0 and q._put_reserved == 0
+
+
+def test_lock_exit_is_release_and_takes_exception_info():
+    lock = Lock()
+    lock.acquire()
+    lock.__exit__(ValueError, ValueError("x"), None)  # what `with` passes when its body raised
+    assert not lock.locked()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.__exit__(None, None, None)
