@@ -20,6 +20,8 @@ __all__ = [
     "HostUnreachable",
     "NotSupported",
     "SocketClosed",
+    "SplitBrain",
+    "BadMessage",
 ]
 
 
@@ -131,3 +133,32 @@ class NotSupported(MQError, TypeError):
 
 class SocketClosed(MQError, OSError):
     """The socket was closed: by this call's own socket before or while it waited."""
+
+
+class SplitBrain(MQError, RuntimeError):
+    """A Binary Star pair found itself with two active (or two passive) servers.
+
+    The guide's rule: a server that sees this stops, rather than serve a divided cluster.
+
+    Attributes:
+        state: our state when it happened; peer: the state the peer announced.
+    """
+
+    def __init__(self, message: str, state: object = None, peer: object = None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.peer = peer
+
+
+class BadMessage(MQError, ProtocolError):
+    """A Clustered Hashmap Protocol message was malformed; it was not applied.
+
+    Attributes:
+        reason: what was wrong; frames: the offending message (each frame cut to 64 bytes).
+    """
+
+    def __init__(self, reason: str, frames: list[bytes] | None = None) -> None:
+        frames = [bytes(f[:64]) for f in frames or []]
+        super().__init__(reason, b"".join(frames)[:256] or None)
+        self.reason = reason
+        self.frames = frames

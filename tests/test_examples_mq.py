@@ -48,3 +48,17 @@ def test_majordomo_survives_a_killed_worker():
     dead = re.search(r"the broker counted dead: (.*)", out)
     assert dead and "worker-A" in dead.group(1).split(", ")
     assert "every request answered: 24/24" in out
+
+
+def test_clone_config_survives_a_killed_primary():
+    out = run_example("mq_clone_config.py")
+    assert "servers: primary active, backup passive" in out
+    assert re.search(r"primary \(pid \d+\) killed with SIGKILL", out)
+    assert "backup is active; the admin follows it" in out
+    for line in ("batch_size=10", "mode=fast", "batch_size=20", "maintenance=on",
+                 "maintenance removed"):
+        assert f"every worker sees {line}" in out
+    # the change made through the backup reached every worker after the failover
+    assert out.index("killed with SIGKILL") < out.index("every worker sees batch_size=20")
+    assert ('every worker has the same configuration: '
+            '{"/config/batch_size": "20", "/config/mode": "fast"}') in out

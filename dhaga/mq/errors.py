@@ -5,6 +5,17 @@ This module only re-exports them under ``dhaga.mq``.
 
 from __future__ import annotations
 
-from dhaga.errors import BadState, HostUnreachable, MQError, NotSupported, SocketClosed
+from dhaga.errors import (
+    BadMessage,
+    BadState,
+    HostUnreachable,
+    MQError,
+    NotSupported,
+    SocketClosed,
+    SplitBrain,
+)
 
-__all__ = ["MQError", "BadState", "HostUnreachable", "NotSupported", "SocketClosed"]
+__all__ = [
+    "MQError", "BadState", "HostUnreachable", "NotSupported", "SocketClosed", "SplitBrain",
+    "BadMessage",
+]  # fmt: skip
