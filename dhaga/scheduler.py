@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 import greenlet
 
+from ._timers import TimerQueue
 from .errors import BlockingError, Killed, Timeout
 from .handle import (
     DONE,
@@ -118,7 +119,8 @@ class Scheduler:
         self._closed = False
         self._top_woken = False
         self._call_soon = loop.call_soon
-        self._call_later = loop.call_later
+        self.timers = TimerQueue(loop)
+        self._call_later = self.timers.call_later
 
     def __repr__(self) -> str:
         return f"<Scheduler thread={self.thread_id} alive={self.alive} loop={self.loop!r}>"
@@ -289,7 +291,10 @@ class Scheduler:
         waiter._resume_value = value
         waiter._resume_exc = exc
         if waiter is self._top:
-            self._batch = 0  # end the running drain soon: top-level code is waiting
+            # Top-level code is waiting: it runs after the dhagas runnable now (as if it were
+            # queued behind them), not after those they wake in turn. Stopping the drain at
+            # once instead would cost a loop restart per wake-up when many come together.
+            self._batch = min(self._batch, len(self._runq))
             self._top_woken = True  # and start no other before the loop stops (uvloop would)
             self.loop.stop()
             return True
@@ -480,6 +485,7 @@ class Scheduler:
             if d._state is NEW:
                 self._finish(d, None, Killed("scheduler closed"))
         self._idle.clear()
+        self.timers.close()
         if self._owns_loop and self._thread_id == _get_ident():
             try:
                 if asyncio.get_event_loop_policy().get_event_loop() is self.loop:

@@ -43,7 +43,7 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
         sched = self._sched = get_scheduler()
         self._waiter = sched.waiter()
         if self.seconds is not None:
-            self._handle = sched.loop.call_later(self.seconds, self._fire)
+            self._handle = sched.timers.call_later(self.seconds, self._fire)
         return self
 
     def _fire(self) -> None:

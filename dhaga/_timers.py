@@ -1,0 +1,152 @@
+"""A scheduler's timers: one heap of deadlines behind a single event-loop timer.
+
+How this works
+--------------
+Every timed wait (``sleep(t)``, ``park(timeout=t)``, ``dhaga.timeout(t)``) needs a timer, and
+most are cancelled before they fire: the wait ended first. asyncio's own timers cost more than
+the waits they guard when there are thousands: each is a `TimerHandle` ordered in the loop's
+heap by a Python ``__lt__``, and cancelling one calls back into the loop.
+
+So a scheduler keeps its own heap of ``(when, seq, timer)`` entries, which compare in C (``seq``
+breaks ties, so timers themselves are never compared), and asks the loop for one timer only:
+at the earliest deadline. Cancelling is a flag (the entry is dropped when it reaches the top,
+or all at once when cancelled entries outnumber the live ones); firing pops every due entry and
+calls it, then re-arms the loop timer for the next deadline. Deadlines are on the loop's clock
+(``loop.time()``), as asyncio's are.
+
+This module must not know what a timer's callback does: it knows nothing of dhagas.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Any, Callable
+
+__all__ = ["Timer", "TimerQueue"]
+
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+#: Rebuild the heap when more than this many entries are cancelled and they outnumber the rest.
+_COMPACT_MIN = 256
+
+
+class _Firing:
+    """Stands for the loop timer while due timers run: arming waits until they are done."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass
+
+
+_FIRING = _Firing()
+
+
+class Timer:
+    """A scheduled call; `cancel` it to drop it. What `TimerQueue.call_later` returns."""
+
+    __slots__ = ("_queue", "_fn", "_args", "when")
+
+    def __init__(
+        self, queue: TimerQueue, when: float, fn: Callable[..., Any], args: tuple
+    ) -> None:
+        self._queue = queue
+        self.when = when
+        self._fn: Callable[..., Any] | None = fn
+        self._args: tuple | None = args
+
+    def __repr__(self) -> str:
+        state = "pending" if self._fn is not None else "done"
+        return f"<Timer {state} when={self.when:.6f}>"
+
+    def cancel(self) -> None:
+        """Drop the call if it has not run yet (idempotent)."""
+        if self._fn is not None:
+            self._fn = self._args = None  # release what the callback holds at once
+            self._queue._cancelled += 1
+
+    def cancelled(self) -> bool:
+        """True once cancelled or fired."""
+        return self._fn is None
+
+
+class TimerQueue:
+    """The timers of one event loop's thread; use only from that thread."""
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._time = loop.time
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = itertools.count()
+        self._cancelled = 0  # cancelled entries still in the heap
+        self._armed: Any = None  # the loop timer for the earliest deadline
+        self._armed_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._heap) - self._cancelled
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        """Call ``fn(*args)`` from the loop in ``delay`` seconds (at least one loop iteration)."""
+        when = self._time() + delay
+        timer = Timer(self, when, fn, args)
+        heap = self._heap
+        _heappush(heap, (when, next(self._seq), timer))
+        if self._armed is None or when < self._armed_at:
+            if self._armed is not _FIRING:
+                self._arm(when)
+        elif self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(heap):
+            self._compact()
+        return timer
+
+    def close(self) -> None:
+        """Drop every timer and the loop timer."""
+        if self._armed is not None:
+            self._armed.cancel()
+            self._armed = None
+        for _, _, timer in self._heap:
+            timer._fn = timer._args = None
+        self._heap.clear()
+        self._cancelled = 0
+
+    def _arm(self, when: float) -> None:
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed_at = when
+        self._armed = self._loop.call_at(when, self._fire)
+
+    def _compact(self) -> None:
+        heap = self._heap  # in place: `_fire` may be iterating over it
+        heap[:] = [entry for entry in heap if entry[2]._fn is not None]
+        heapq.heapify(heap)
+        self._cancelled = 0
+
+    def _fire(self) -> None:
+        """The loop timer: run every due timer, then wait for the next deadline."""
+        self._armed = _FIRING  # timers added by the callbacks wait for the re-arm below
+        heap = self._heap
+        now = self._time()
+        try:
+            while heap:
+                when, _, timer = heap[0]
+                fn = timer._fn
+                if fn is None:  # cancelled
+                    _heappop(heap)
+                    self._cancelled -= 1
+                    continue
+                if when > now:
+                    break
+                _heappop(heap)
+                args = timer._args
+                timer._fn = timer._args = None
+                try:
+                    fn(*args)  # type: ignore[misc]
+                except Exception as exc:  # noqa: BLE001 - reported as the loop reports its own
+                    self._loop.call_exception_handler(
+                        {"message": f"exception in timer callback {fn!r}", "exception": exc}
+                    )
+        finally:
+            self._armed = None
+            if heap:
+                self._arm(heap[0][0])

@@ -1,0 +1,121 @@
+"""The scheduler's timer heap: order, cancelling, compaction, re-arming, errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import dhaga
+from dhaga import _timers
+from dhaga._timers import TimerQueue
+
+
+@pytest.fixture
+def loop():
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def run_until(loop, predicate, limit=10_000):
+    """Run loop iterations until ``predicate()``; bounded by ``limit`` iterations."""
+    for _ in range(limit):
+        if predicate():
+            return
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    raise AssertionError("condition not met")
+
+
+def test_timers_fire_in_deadline_order_whatever_the_order_added(loop):
+    tq, fired = TimerQueue(loop), []
+    for delay in (0.03, 0.01, 0.02, 0.0, 0.01):
+        tq.call_later(delay, fired.append, delay)
+    run_until(loop, lambda: len(fired) == 5)
+    assert fired == [0.0, 0.01, 0.01, 0.02, 0.03]
+    assert len(tq) == 0 and tq._armed is None
+
+
+def test_a_timer_never_fires_before_its_deadline(loop):
+    tq, at = TimerQueue(loop), []
+    start = loop.time()
+    tq.call_later(0.02, lambda: at.append(loop.time()))
+    run_until(loop, lambda: at)
+    assert at[0] - start >= 0.02
+
+
+def test_cancelled_timers_do_not_fire_and_release_their_arguments(loop):
+    tq, fired = TimerQueue(loop), []
+    keep = tq.call_later(0.0, fired.append, "kept")
+    drop = tq.call_later(0.0, fired.append, "dropped")
+    drop.cancel()
+    drop.cancel()  # idempotent
+    assert drop.cancelled() and drop._args is None and len(tq) == 1
+    run_until(loop, lambda: fired)
+    assert fired == ["kept"] and keep.cancelled()  # a fired timer counts as done
+    keep.cancel()  # after firing: a no-op
+    assert tq._cancelled == 0 and not tq._heap
+
+
+def test_many_cancelled_timers_are_compacted_away(loop):
+    tq = TimerQueue(loop)
+    timers = [tq.call_later(60, int) for _ in range(3 * _timers._COMPACT_MIN)]
+    for t in timers[1:]:
+        t.cancel()
+    tq.call_later(61, int)  # an add notices how many are cancelled
+    assert len(tq._heap) == 2 and tq._cancelled == 0 and len(tq) == 2
+    tq.close()
+
+
+def test_an_earlier_timer_rearms_the_loop_timer(loop):
+    tq, fired = TimerQueue(loop), []
+    tq.call_later(60, fired.append, "late")
+    tq.call_later(0.0, fired.append, "early")
+    run_until(loop, lambda: fired)
+    assert fired == ["early"] and tq._armed is not None and tq._armed_at > loop.time()
+    tq.close()
+    assert tq._armed is None and len(tq) == 0
+
+
+def test_timers_added_while_firing_keep_the_earliest_deadline(loop):
+    tq, fired = TimerQueue(loop), []
+
+    def first():
+        fired.append("first")
+        tq.call_later(30, fired.append, "much later")  # added while `second` is pending
+
+    tq.call_later(0.0, first)
+    tq.call_later(0.02, fired.append, "second")
+    run_until(loop, lambda: len(fired) == 2)
+    assert fired == ["first", "second"]
+    tq.close()
+
+
+def test_a_failing_callback_is_reported_and_the_others_still_run(loop):
+    tq, fired, reported = TimerQueue(loop), [], []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+    tq.call_later(0.0, lambda: 1 / 0)
+    tq.call_later(0.0, fired.append, "after")
+    run_until(loop, lambda: fired)
+    assert fired == ["after"] and isinstance(reported[0], ZeroDivisionError)
+
+
+def test_sleep_and_timeouts_go_through_the_scheduler_timers():
+    sched = dhaga.get_scheduler()
+
+    def sleeper():
+        dhaga.sleep(30)
+
+    d = dhaga.spawn(sleeper)
+    dhaga.sleep(0)  # it started and sleeps: its timer is in the heap
+    assert len(sched.timers) == 1
+    d.kill()
+    assert len(sched.timers) == 0  # the wake-up cancelled it
+    with dhaga.timeout(30):
+        assert len(sched.timers) == 1
+    assert len(sched.timers) == 0
+    with pytest.raises(dhaga.Timeout):
+        with dhaga.timeout(0.01):
+            dhaga.sleep(30)
+    assert len(sched.timers) == 0
