@@ -1,0 +1,432 @@
+"""ZMTPConnection: one ZMTP 3.x connection as a state machine, bytes in and events out.
+
+This module must not know about sockets, schedulers or timers, nor what socket patterns do with
+what arrives (routing, load balancing, subscription matching, when to send a PING).
+"""
+
+# How this works
+# --------------
+# A ZMTPConnection is fed whatever bytes arrived (receive_data) and answers with events. Bytes not
+# used yet wait in one bytearray, ``_buf``, read from offset ``_pos``; the consumed prefix is
+# dropped when everything was consumed (a cheap clear) or when it is over 64 KiB and larger than
+# what remains, so nothing is copied more than a constant number of times. Frame bodies come out
+# as ``bytes()`` of memoryview slices. ``_need`` is how many unread bytes the frame at ``_pos``
+# needs: until they have arrived receive_data only appends, so a large frame arriving in many
+# chunks is not re-parsed each time. Size limits are checked as soon as a frame header is
+# complete, before its body is buffered.
+#
+# The phases follow the ZMTP grammar: GREETING (64 bytes, checked as they arrive, so garbage fails
+# on its first byte), HANDSHAKE (the peer's READY, or ERROR), TRAFFIC (messages and commands
+# intermixed); one chunk may hold all three. Frames with MORE are collected and reported as one
+# Message (or, with bare_messages, as the bare list of frames: a socket layer queues those as they
+# are, and when other_events is 0 it can extend its queue with the whole batch in one call). A
+# one-frame message under 256 bytes, the commonest case, has its own short path. A command
+# between two frames of a message is reported at once and leaves the message alone: libzmq can
+# put a PING or PONG there when its output batch fills mid-message. A ProtocolError carries the
+# events completed before the bad bytes (``events``), so no whole message is lost with them.
+#
+# libzmq sends its greeting in steps (10 bytes; the major version once it has our first 10; the
+# rest once it has our 11th). initiate() returns our whole greeting, to send at once; nothing here
+# waits for the peer before answering, so the two sides cannot deadlock.
+
+from __future__ import annotations
+
+from dhaga.codecs._zmtp_events import (
+    Cancel,
+    ConnectionState,
+    Error,
+    Event,
+    Greeting,
+    Message,
+    Ping,
+    Pong,
+    Ready,
+    Subscribe,
+    UnknownCommand,
+)
+from dhaga.codecs._zmtp_socket_types import _IDENTITY_TYPES, SOCKET_TYPES
+from dhaga.codecs._zmtp_wire import (
+    _GREETING_SIZE,
+    _MAX_FRAME,
+    _NULL_MECHANISM,
+    MAX_COMMAND_SIZE,
+    _encode_command,
+    _encode_property,
+    _fail,
+    _parse_metadata,
+    _unpack_size,
+    encode_message,
+)
+from dhaga.errors import MessageTooLarge, ProtocolError
+
+_COMPACT_AT = 64 * 1024
+
+_GREETING = ConnectionState.GREETING
+_HANDSHAKE = ConnectionState.HANDSHAKE
+_TRAFFIC = ConnectionState.TRAFFIC
+_CLOSED = ConnectionState.CLOSED
+_FAILED = ConnectionState.FAILED
+
+
+class ZMTPConnection:
+    """One ZMTP 3.x connection with the NULL mechanism, as a state machine (like h11).
+
+    Send ``initiate() + encode_ready()`` as soon as the transport is up, feed each chunk received
+    to ``receive_data()``, act on the events, and send what the ``encode_*()`` methods return.
+
+    Args:
+        socket_type: our socket type, one of SOCKET_TYPES.
+        identity: our routing identity (for REQ, DEALER, ROUTER): at most 255 bytes, not
+            starting with a zero byte (RFC 23 reserves those).
+        as_server: the greeting's as-server flag (the NULL mechanism ignores it).
+        minor: 1 to speak ZMTP 3.1, 0 to act as a ZMTP 3.0 peer.
+        maxmsgsize: largest message (all its frames together) accepted from the peer, in
+            bytes; None for no limit, as in libzmq.
+        bare_messages: report each message as its bare list of frames instead of a `Message`
+            (for a caller that queues messages as they are: it saves building an object per
+            message, and with `other_events` lets it ``extend`` its queue in one call).
+
+    Attributes:
+        socket_type: our socket type.
+        identity: our identity.
+        peer: the peer's Ready event, once it arrived.
+        other_events: how many of the events the last `receive_data` returned were not
+            messages (the greeting, commands); 0 means they were all messages.
+
+    Raises:
+        ValueError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        socket_type: str,
+        identity: bytes = b"",
+        as_server: bool = False,
+        minor: int = 1,
+        maxmsgsize: int | None = None,
+        bare_messages: bool = False,
+    ) -> None:
+        if socket_type not in SOCKET_TYPES:
+            raise ValueError(f"unknown socket type {socket_type!r}; expected one of SOCKET_TYPES")
+        if minor not in (0, 1):
+            raise ValueError(f"minor must be 0 (ZMTP 3.0) or 1 (ZMTP 3.1), not {minor!r}")
+        if len(identity) > 255 or identity[:1] == b"\0":
+            raise ValueError("identity must be at most 255 bytes and not start with a zero byte")
+        if maxmsgsize is not None and maxmsgsize < 0:
+            raise ValueError("maxmsgsize must be None (no limit) or at least 0")
+        self.socket_type = socket_type
+        self.identity = bytes(identity)
+        self.peer: Ready | None = None
+        self._our_minor = minor
+        self._limit = _MAX_FRAME if maxmsgsize is None else maxmsgsize
+        self._greeting = b"".join(
+            (b"\xff", bytes(8), b"\x7f", bytes((3, minor)), _NULL_MECHANISM, bytes((as_server,)))
+        ) + bytes(31)
+        properties = _encode_property(b"Socket-Type", socket_type.encode("ascii"))
+        if socket_type in _IDENTITY_TYPES or identity:
+            properties += _encode_property(b"Identity", self.identity)
+        self._ready = _encode_command(b"READY", properties)
+        self._ready_sent = False
+        self._state = _GREETING
+        self._failure = ""
+        self._minor: int | None = None
+        self._buf = bytearray()
+        self._pos = 0  # where the unread bytes of _buf start
+        self._need = 1  # unread bytes needed before the next frame can be decoded
+        self._frames: list[bytes] = []  # frames of the message being collected
+        self._total = 0  # their size
+        self._bare = bare_messages
+        self.other_events = 0
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the peer's side of the connection is."""
+        return self._state
+
+    @property
+    def minor(self) -> int | None:
+        """The negotiated minor version (0 or 1); None until the peer's greeting arrived."""
+        return self._minor
+
+    @property
+    def handshake_complete(self) -> bool:
+        """Whether READY was both sent (encode_ready) and received: messages may flow."""
+        return self._ready_sent and self._state is _TRAFFIC
+
+    @property
+    def partial(self) -> bool:
+        """Whether a frame or a multipart message has begun arriving but is not complete."""
+        return bool(self._frames) or len(self._buf) > self._pos
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event | list[bytes]]:
+        """Consume bytes from the peer, in chunks of any size.
+
+        Args:
+            data: the next bytes received (empty bytes do nothing).
+
+        Returns:
+            The events these bytes completed, in order; often none.
+
+        Raises:
+            MessageTooLarge: a frame or message announced more than ``maxmsgsize`` bytes.
+            ProtocolError: the bytes broke ZMTP; the connection is FAILED and must be closed.
+                The events completed earlier in the same ``data`` are in its ``events``
+                attribute, so that messages before the bad bytes can still be delivered.
+        """
+        self.other_events = 0
+        state = self._state
+        if state is not _TRAFFIC:
+            if state is _FAILED:
+                raise ProtocolError(f"connection already failed: {self._failure}")
+            if state is _CLOSED:
+                return []
+        buf = self._buf
+        buf += data
+        if len(buf) - self._pos < self._need and state is not _GREETING:
+            return []
+        events: list[Event | list[bytes]] = []
+        try:
+            if state is _GREETING:
+                self._receive_greeting(events)
+                if self._state is _GREETING or len(buf) - self._pos < self._need:
+                    return events
+            self._receive_frames(events)
+        except ProtocolError as exc:
+            self._state, self._failure = _FAILED, str(exc)
+            exc.events = events  # type: ignore[attr-defined]
+            raise
+        return events
+
+    def _receive_greeting(self, events: list[Event]) -> None:
+        buf = self._buf
+        size = len(buf)
+        if size and buf[0] != 0xFF:
+            raise _fail(f"not a ZMTP 3 peer: greeting starts with 0x{buf[0]:02x}, not 0xff", buf)
+        if size >= 10 and not buf[9] & 1:
+            raise _fail(f"not a ZMTP 3 peer: greeting byte 9 is 0x{buf[9]:02x}, not 0x7f", buf)
+        if size >= 11 and buf[10] < 3:
+            raise _fail(f"peer speaks ZMTP major version {buf[10]}: only 3.x is supported", buf)
+        if size >= 32 and buf[12:32] != _NULL_MECHANISM:
+            name = bytes(buf[12:32]).rstrip(b"\0").decode("ascii", "replace")
+            raise _fail(f"peer requires the {name!r} mechanism; only NULL is supported", buf)
+        if size >= _GREETING_SIZE:
+            major, minor = buf[10], buf[11]
+            # A 3.0 peer gets 3.0; a 3.1-or-later peer gets what we speak (RFC 37).
+            self._minor = min(minor, self._our_minor) if major == 3 else self._our_minor
+            self._pos = _GREETING_SIZE
+            self._state = _HANDSHAKE
+            events.append(Greeting(major, minor, "NULL", bool(buf[32])))
+            self.other_events += 1
+
+    def _receive_frames(self, events: list[Event]) -> None:
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        frames = self._frames
+        total = self._total
+        limit = self._limit
+        traffic = self._state is _TRAFFIC
+        need = 1
+        view = memoryview(buf)
+        append = events.append
+        bare = self._bare
+        try:
+            while pos < end:
+                flags = buf[pos]
+                if flags == 0 and traffic and not frames and end - pos > 1:
+                    # The commonest case on its own path: a one-frame message under 256 bytes.
+                    start = pos + 2
+                    stop = start + buf[pos + 1]
+                    if stop <= end and stop - start <= limit:
+                        frame = [bytes(view[start:stop])]
+                        append(frame if bare else Message(frame))
+                        pos = stop
+                        continue
+                if flags < 2:  # short message frame, the common case: 0 last, 1 MORE
+                    if end - pos < 2:
+                        need = 2
+                        break
+                    size = buf[pos + 1]
+                    start = pos + 2
+                elif flags == 2 or flags == 3:  # long message frame
+                    if end - pos < 9:
+                        need = 9
+                        break
+                    size = _unpack_size(buf, pos + 1)[0]
+                    start = pos + 9
+                    if size > _MAX_FRAME:
+                        raise _fail(f"frame size {size} is over 2^63-1", view[pos:])
+                elif flags == 4 or flags == 6:  # command, short or long
+                    start = pos + (9 if flags == 6 else 2)
+                    if start > end:
+                        need = start - pos
+                        break
+                    size = _unpack_size(buf, pos + 1)[0] if flags == 6 else buf[pos + 1]
+                    if size > MAX_COMMAND_SIZE:
+                        raise _fail(f"{size}-byte command is over MAX_COMMAND_SIZE", view[pos:])
+                    if start + size > end:
+                        need = start + size - pos
+                        break
+                    frame = bytes(view[pos : start + size])
+                    self._receive_command(frame, start - pos, events)
+                    pos = start + size
+                    if self._state is _CLOSED:  # after ERROR, nothing more is read
+                        pos = end
+                        break
+                    traffic = True
+                    continue
+                else:
+                    raise _fail(
+                        f"frame flags 0x{flags:02x} "
+                        + ("set reserved bits" if flags & 0xF8 else "mark a command with MORE"),
+                        view[pos:],
+                    )
+                if not traffic:
+                    raise _fail("expected the peer's READY command, got a message", view[pos:])
+                if total + size > limit:
+                    raise MessageTooLarge(
+                        f"peer announced a {size}-byte frame, making a message of "
+                        f"{total + size} bytes; maxmsgsize is {limit}",
+                        bytes(view[pos:start]),
+                    )
+                stop = start + size
+                if stop > end:
+                    need = stop - pos
+                    break
+                frames.append(bytes(view[start:stop]))
+                pos = stop
+                if flags & 1:
+                    total += size
+                    continue
+                append(frames if bare else Message(frames))
+                frames = []
+                total = 0
+        finally:
+            view.release()
+        self._frames = frames
+        self._total = total
+        self._need = need
+        if pos >= end:
+            buf.clear()
+            pos = 0
+        elif pos > _COMPACT_AT and pos > end - pos:
+            del buf[:pos]
+            pos = 0
+        self._pos = pos
+
+    def _receive_command(self, frame: bytes, header: int, events: list[Event]) -> None:
+        # frame: the whole command frame, its header included (errors carry it)
+        self.other_events += 1
+        size = frame[header] if len(frame) > header else 0
+        if size == 0 or header + 1 + size > len(frame):
+            raise _fail("malformed command: bad name length", frame)
+        name = frame[header + 1 : header + 1 + size]
+        data = frame[header + 1 + size :]
+        if self._state is _HANDSHAKE and name != b"ERROR":
+            if name != b"READY":
+                raise _fail(f"expected the peer's READY command, got {name!r}", frame)
+            properties = _parse_metadata(data)
+            if "socket-type" not in properties:
+                raise _fail("peer's READY has no Socket-Type property", frame)
+            socket_type = properties["socket-type"].decode("latin-1")
+            self.peer = Ready(socket_type, properties.get("identity", b""), properties)
+            self._state = _TRAFFIC
+            events.append(self.peer)
+        elif name == b"SUBSCRIBE":
+            events.append(Subscribe(data))
+        elif name == b"CANCEL":
+            events.append(Cancel(data))
+        elif name == b"PING":
+            if len(data) < 2:
+                raise _fail("PING without its 2-byte TTL", frame)
+            events.append(Ping(int.from_bytes(data[:2], "big"), data[2:18]))
+        elif name == b"PONG":
+            events.append(Pong(data))
+        elif name == b"ERROR":
+            if not data or data[0] > len(data) - 1:
+                raise _fail("malformed ERROR: bad reason length", frame)
+            self._state = _CLOSED
+            events.append(Error(data[1 : data[0] + 1].decode("utf-8", "replace")))
+        elif name == b"READY":
+            raise _fail("peer sent READY twice", frame)
+        else:
+            events.append(UnknownCommand(name.decode("latin-1"), data))
+
+    def initiate(self) -> bytes:
+        """Return our 64-byte greeting, to send first and whole."""
+        return self._greeting
+
+    def encode_ready(self) -> bytes:
+        """Return our READY: Socket-Type, and Identity for REQ/DEALER/ROUTER (as libzmq).
+
+        It may go right after the greeting, without waiting for the peer's; libzmq does so.
+        """
+        self._ready_sent = True
+        return self._ready
+
+    encode_message = staticmethod(encode_message)
+
+    def encode_subscribe(self, topic: bytes) -> bytes:
+        """Encode a subscription as the peer expects: SUBSCRIBE (3.1) or a message (3.0).
+
+        Raises:
+            RuntimeError: the peer's greeting, which tells its version, has not arrived.
+        """
+        return self._encode_subscription(b"SUBSCRIBE", b"\x01", topic)
+
+    def encode_cancel(self, topic: bytes) -> bytes:
+        """Encode the end of a subscription: CANCEL (3.1) or a message (3.0).
+
+        Raises:
+            RuntimeError: the peer's greeting has not arrived.
+        """
+        return self._encode_subscription(b"CANCEL", b"\x00", topic)
+
+    def _encode_subscription(self, command: bytes, byte: bytes, topic: bytes) -> bytes:
+        if self._minor is None:
+            raise RuntimeError("the peer's ZMTP version is unknown until its greeting arrives")
+        return _encode_command(command, topic) if self._minor else encode_message((byte + topic,))
+
+    @staticmethod
+    def encode_ping(ttl: int = 0, context: bytes = b"") -> bytes:
+        """Encode a PING (ZMTP 3.1 defines it; a 3.0 peer ignores it).
+
+        Args:
+            ttl: how long the peer should wait for traffic before giving up, in deciseconds
+                (0 to 65535; 0 gives no hint).
+            context: at most 16 bytes, which the peer echoes in its PONG.
+
+        Raises:
+            ValueError: ttl or context out of range.
+        """
+        if not 0 <= ttl <= 0xFFFF:
+            raise ValueError("ttl must be 0 to 65535 deciseconds")
+        if len(context) > 16:
+            raise ValueError("a PING context is at most 16 bytes")
+        return _encode_command(b"PING", ttl.to_bytes(2, "big") + context)
+
+    @staticmethod
+    def encode_pong(context: bytes = b"") -> bytes:
+        """Encode the PONG answering a PING with this context (at most 16 bytes).
+
+        Raises:
+            ValueError: context is over 16 bytes.
+        """
+        if len(context) > 16:
+            raise ValueError("a PONG context is at most 16 bytes")
+        return _encode_command(b"PONG", context)
+
+    @staticmethod
+    def encode_error(reason: str | bytes) -> bytes:
+        """Encode an ERROR command: send it, then close the connection.
+
+        Args:
+            reason: why, at most 255 bytes once UTF-8 encoded (see mismatch_reason()).
+
+        Raises:
+            ValueError: reason is over 255 bytes.
+        """
+        raw = reason.encode("utf-8") if isinstance(reason, str) else bytes(reason)
+        if len(raw) > 255:
+            raise ValueError("an ERROR reason is at most 255 bytes")
+        return _encode_command(b"ERROR", bytes((len(raw),)) + raw)
