@@ -14,8 +14,8 @@ is empty, nobody wants the event, so the registration is dropped then (a level-t
 readable descriptor nobody reads would otherwise spin the loop). A ready event whose waiter was
 already woken but has not run yet is ignored.
 
-Waking: the ready callback runs the woken dhaga at once (one batch of the run queue) instead
-of leaving it to the next loop iteration. The dhaga consumes the data before the loop polls
+Waking: the ready callback runs the woken dhaga at once (`Scheduler.run_now`: one batch of the
+run queue) instead of leaving it to the next loop iteration. The dhaga consumes the data before the loop polls
 again, so asyncio's level-triggered poll does not report the descriptor a second time (a stale
 event that would wake the dhaga again for nothing), and each wake costs one poll, not two.
 
@@ -97,16 +97,23 @@ class _Watcher:
 
     def _run(self, waiter: Any) -> None:
         """Wake ``waiter`` and run it now (see "Waking" above); a no-op if already woken."""
+        self.sched.run_now(waiter)
+
+    def wait_read(self) -> None:
+        """`wait` for reading without a timeout, keeping the registration: the hot path."""
         sched = self.sched
-        if waiter is sched._top:
-            sched._unpark(waiter)
+        waiter = sched._current
+        if waiter is None or self.reader is not None:
+            self.wait(False, None)  # the top level, or a concurrent reader: the general path
             return
-        pending = sched._drain_pending
-        sched._drain_pending = True  # _unpark must not queue a drain: we drain right here
-        if sched._unpark(waiter):
-            sched._drain()
-        else:
-            sched._drain_pending = pending
+        self.reader = waiter
+        if not self.r_on:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self.r_on = True
+        try:
+            sched.park(waiter)
+        finally:
+            self.reader = None
 
     def wait(self, write: bool, timeout: float | None, keep: bool = True) -> bool:
         """Park the caller until the descriptor is ready; False on timeout."""

@@ -30,6 +30,7 @@ import builtins
 import errno
 import os
 import socket as _stdsocket
+from threading import get_ident as _get_ident
 from time import monotonic
 from typing import Any
 
@@ -227,6 +228,12 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
     def _wait_after_short_read(self) -> None:
         """A blocking socket whose last read was short: wait for data before trying again."""
         self._short = False
+        w = self._w
+        if w is not None and not w.closed:
+            sched = w.sched
+            if sched._thread_id == _get_ident() and sched._current is not None:
+                w.wait_read()  # a dhaga of the watcher's own scheduler: the hot path
+                return
         fd = _fileno(self)
         if fd >= 0:
             self._wait_fd(fd, False, None)

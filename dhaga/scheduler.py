@@ -362,6 +362,24 @@ class Scheduler:
         self._current = None
         self._hub.switch()  # type: ignore[union-attr]
 
+    def run_now(self, waiter: _Waiter) -> bool:
+        """Wake a parked waiter of this thread from a loop callback, and run it before returning.
+
+        For I/O readiness callbacks: the woken dhaga (with whatever else is runnable ahead of
+        it) runs in this same callback, so it consumes what made it ready before the loop polls
+        again. Returns False (and does nothing) if the waiter was not parked.
+        """
+        if waiter._state is not PARKED:
+            return False
+        if waiter is self._top or self._drain_pending:
+            return self._unpark(waiter)  # the top level, or a drain is queued or running
+        waiter._state = RUNNING
+        waiter._resume_value = waiter._resume_exc = None
+        self._runq.append(waiter)  # type: ignore[arg-type]
+        self._drain_pending = True
+        self._drain()
+        return True
+
     # ------------------------------------------------------------------ the hub side
     def _drain(self) -> None:
         """Run one batch of the run queue (a loop callback).
