@@ -2,7 +2,7 @@
 
 A `Dhaga` is what `spawn` returns; it is kept apart from the greenlet that runs it, so that a
 finished greenlet can run the next dhaga. This module knows the scheduler only through
-`get_scheduler` and `wake` (the module is imported at the bottom: the scheduler imports this module first).
+`get_scheduler` and `wake` (imported at the bottom: the core's modules import this one first).
 """
 
 from __future__ import annotations

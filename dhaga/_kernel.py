@@ -1,0 +1,472 @@
+"""The per-thread scheduler: the run queue, parking and waking.
+
+How this works
+--------------
+Each OS thread has one `Scheduler` (see `dhaga._thread_schedulers`), bound to one asyncio event
+loop (which Tornado's IOLoop wraps). A `Dhaga` is a handle (result, callbacks, name); the
+greenlet that executes it is a *worker* (`dhaga._workers`), kept separate so that a finished
+worker can run the next dhaga without creating a new greenlet.
+
+There is one way to suspend. Code that must wait takes a *waiter* (the current dhaga, or the
+thread's top-level waiter when no dhaga is running), registers it wherever the wake-up will come
+from, and calls `Scheduler.park(waiter, timeout)`. Whoever wakes it calls `wake(waiter, value,
+exc)`: the waiter goes on the run queue (or, for the top level, the loop is stopped) and
+`park` returns the value or raises the exception. A timeout is a timer that wakes the waiter
+with `Timeout`; a kill wakes it with `Killed`. A waiter woken with a value keeps that value: a
+kill or timeout that arrives after the wake is delivered at its next blocking point, so a
+value handed over (a queue item, a lock) is never lost.
+
+The run queue is drained in batches by one loop callback: a batch is what was runnable when it
+began plus up to `DRAIN_EXTRA` dhagas woken while it runs; then the loop polls for I/O and
+timers again. The queue is FIFO, so `sleep(0)` lets every other runnable dhaga run once
+before the caller continues. A dhaga that parks switches straight to the next runnable one in
+the batch (no trip through the loop's greenlet), and a worker whose dhaga finished runs the
+next *new* dhaga inline, without switching at all. The loop's greenlet (the *hub*) is
+whichever greenlet runs the event loop: the top-level code of a thread blocking on something,
+or `asyncio.run()`.
+
+This module must not know about sockets, protocols, or any primitive built on parking, nor
+which scheduler belongs to which thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import threading
+from asyncio.events import _get_running_loop
+from collections import deque
+from concurrent.futures import Future as _ConcurrentFuture
+from functools import partial
+from typing import Any, Callable
+
+import greenlet
+
+from ._timers import TimerQueue
+from ._workers import _Worker, work
+from .errors import BlockingError, Killed, Timeout
+from .handle import (
+    DONE,
+    NEW,
+    PARKED,
+    RUNNING,
+    TIMED_OUT,
+    Dhaga,
+    _call_callback,
+    _FailureReporter,
+    _TopLevel,
+    _Waiter,
+)
+
+__all__ = ["DRAIN_EXTRA", "Scheduler", "wake"]
+
+_getcurrent = greenlet.getcurrent
+_get_ident = threading.get_ident
+_copy_context = contextvars.copy_context
+_ids = itertools.count(1)
+
+#: How many dhagas woken *during* a drain may still run in it before the loop polls for I/O
+#: again. Dhagas that hand work back and forth then switch directly to each other, without a
+#: loop iteration (and its epoll system call) per hand-off, yet I/O waits at most this long.
+DRAIN_EXTRA = 512
+
+_BLOCKING_MSG = (
+    "a blocking dhaga call was made in a coroutine or callback running on the event loop; "
+    "that would block the loop. Run the blocking code in a dhaga instead: "
+    "dhaga.spawn(fn) or decorate the function with @dhaga.green and await it"
+)
+
+
+class Scheduler:
+    """One OS thread's scheduler: its run queue, workers, timers and event loop.
+
+    Get it with `get_scheduler()`; never create one directly.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, owns_loop: bool) -> None:
+        self.loop = loop
+        self.thread_id = self._thread_id = _get_ident()
+        self._owns_loop = owns_loop
+        self._runq: deque[Dhaga] = deque()
+        self._batch = 0
+        self._drain_pending = False
+        self._current: Dhaga | None = None
+        self._hub: greenlet.greenlet | None = None
+        self._idle: list[_Worker] = []
+        self._top = _TopLevel(self)
+        self._ioloop: Any = None
+        self.alive = 0  # dhagas spawned and not yet finished
+        self._closed = False
+        self._top_woken = False
+        self._call_soon = loop.call_soon
+        self.timers = TimerQueue(loop)
+        self._call_later = self.timers.call_later
+
+    def __repr__(self) -> str:
+        return f"<Scheduler thread={self.thread_id} alive={self.alive} loop={self.loop!r}>"
+
+    # ------------------------------------------------------------------ public
+    @property
+    def ioloop(self) -> Any:
+        """The Tornado IOLoop wrapping this scheduler's asyncio loop."""
+        if self._ioloop is None:
+            from tornado.ioloop import IOLoop
+            self._ioloop = IOLoop._ioloop_for_asyncio.get(self.loop)
+            if self._ioloop is None:
+                from tornado.platform.asyncio import BaseAsyncIOLoop
+                self._ioloop = BaseAsyncIOLoop(asyncio_loop=self.loop, make_current=False)
+        return self._ioloop
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
+        """Start ``fn(*args, **kw)`` in a new dhaga on this scheduler."""
+        d = Dhaga.__new__(Dhaga)
+        d._id = next(_ids)
+        d._name = None
+        d._sched = self
+        d._fn = fn
+        d._args = args
+        d._kw = kw
+        d._ctx = _copy_context()
+        d._gr = None
+        d._state = NEW
+        d._resume_value = d._resume_exc = d._pending_exc = None
+        d._gen = 0
+        d._value = d._exc = None
+        d._joiners = d._callbacks = None  # lists made on first use: fewer objects for the GC
+        d._retrieved = False
+        d._reporter = None
+        self.alive += 1
+        self._runq.append(d)
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._call_soon(self._drain)
+        return d
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> _ConcurrentFuture:
+        """Run ``fn`` in a new dhaga on this scheduler's thread; callable from any thread.
+
+        Returns:
+            a `concurrent.futures.Future` completed with the dhaga's outcome.
+        """
+        cf: _ConcurrentFuture = _ConcurrentFuture()
+        ctx = _copy_context()
+
+        def _start() -> None:
+            if not cf.set_running_or_notify_cancel():
+                return
+            d = self.spawn(ctx.run, fn, *args, **kw)
+            d._retrieved = True  # the future carries the outcome
+            d.add_done_callback(_settle)
+
+        def _settle(d: Dhaga) -> None:
+            if d._exc is not None:
+                cf.set_exception(d._exc)
+            else:
+                cf.set_result(d._value)
+
+        self.call_threadsafe(_start)
+        return cf
+
+    def call_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` on this scheduler's loop thread (from any thread)."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    # ------------------------------------------------------------------ parking
+    def waiter(self) -> _Waiter:
+        """The waiter for the caller: its dhaga, or the thread's top level.
+
+        Raises:
+            BlockingError: the caller is a coroutine or callback running on the event loop.
+        """
+        d = self._current
+        if d is not None:
+            return d
+        if _get_running_loop() is not None:
+            raise BlockingError(_BLOCKING_MSG)
+        return self._top
+
+    def park(self, waiter: _Waiter, timeout: float | None = None) -> Any:
+        """Suspend ``waiter`` (the caller) until `wake`; return the value it is woken with.
+
+        The caller must have registered ``waiter`` where the wake-up comes from, and must
+        unregister it afterwards (in a ``finally``): park may also end by a timeout or kill.
+
+        Raises:
+            Timeout: ``timeout`` seconds passed first.
+            BaseException: whatever the waiter was woken or killed with.
+        """
+        if timeout is None and waiter is self._current:
+            # The hot path (a dhaga waiting without a timeout), with nothing called but the
+            # switch itself; otherwise the same as park_timed.
+            exc = waiter._pending_exc
+            if exc is not None:
+                waiter._pending_exc = None
+                raise exc
+            waiter._state = PARKED
+            self._switch_next()
+            waiter._gen += 1
+            exc = waiter._resume_exc
+            if exc is not None:
+                waiter._resume_exc = None
+                raise exc
+            value = waiter._resume_value
+            waiter._resume_value = None
+            return value
+        value = self.park_timed(waiter, timeout)
+        if value is TIMED_OUT:
+            raise Timeout(f"timed out after {timeout}s", timeout)
+        return value
+
+    def park_timed(self, waiter: _Waiter, timeout: float | None) -> Any:
+        """Like `park`, but return `TIMED_OUT` when ``timeout`` expires instead of raising.
+
+        Primitives whose timeout is not an error (``join``, ``Event.wait``) use this, so that
+        a `Timeout` raised by an enclosing ``dhaga.timeout()`` block is never mistaken for
+        their own.
+        """
+        exc = waiter._pending_exc
+        if exc is not None:
+            waiter._pending_exc = None
+            raise exc
+        waiter._state = PARKED
+        if timeout is None:
+            if waiter is self._top:
+                self._suspend(waiter)
+            else:
+                self._switch_next()  # the hot path, inlined: a dhaga hands over the thread
+            # As _take_resume(), inlined.
+            waiter._gen += 1
+            exc = waiter._resume_exc
+            if exc is not None:
+                waiter._resume_exc = None
+                raise exc
+            value = waiter._resume_value
+            waiter._resume_value = None
+            return value
+        if timeout <= 0:
+            handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
+        else:
+            handle = self._call_later(timeout, self._unpark, waiter, TIMED_OUT)
+        try:
+            self._suspend(waiter)
+        finally:
+            handle.cancel()
+        return waiter._take_resume()
+
+    def _unpark(
+        self,
+        waiter: _Waiter,
+        value: Any = None,
+        exc: BaseException | None = None,
+        gen: int | None = None,
+    ) -> bool:
+        """Wake a parked waiter of this thread. Returns False if it was not parked.
+
+        With ``gen``, only the park that was current when ``gen`` was read is woken: a
+        wake-up that crossed threads and arrives after that park ended is dropped.
+        """
+        if waiter._state is not PARKED or (gen is not None and gen != waiter._gen):
+            return False
+        waiter._state = RUNNING
+        waiter._resume_value = value
+        waiter._resume_exc = exc
+        if waiter is self._top:
+            # Top-level code is waiting: it runs after the dhagas runnable now (as if it were
+            # queued behind them), not after those they wake in turn. Stopping the drain at
+            # once instead would cost a loop restart per wake-up when many come together.
+            self._batch = min(self._batch, len(self._runq))
+            self._top_woken = True  # and start no other before the loop stops (uvloop would)
+            self.loop.stop()
+            return True
+        self._runq.append(waiter)  # type: ignore[arg-type]
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._call_soon(self._drain)
+        return True
+
+    def _suspend(self, waiter: _Waiter) -> None:
+        if waiter is self._top:
+            loop = self.loop
+            if _get_running_loop() is not None:
+                waiter._state = RUNNING
+                waiter._gen += 1
+                raise BlockingError(_BLOCKING_MSG)
+            try:
+                while waiter._state is PARKED:
+                    loop.run_forever()
+            except BaseException:
+                waiter._state = RUNNING
+                waiter._gen += 1
+                raise
+            finally:
+                # Drains were skipped while the loop was stopping: make sure the dhagas still
+                # runnable get one when the loop runs next, whoever runs it.
+                self._top_woken = False
+                if self._runq and not self._drain_pending:
+                    self._drain_pending = True
+                    self._call_soon(self._drain)
+            return
+        # A dhaga: hand the thread to the next runnable one, or to the hub.
+        self._switch_next()
+
+    def _switch_next(self) -> None:
+        runq = self._runq
+        while self._batch > 0 and runq:
+            self._batch -= 1
+            nxt = runq.popleft()
+            state = nxt._state
+            if state is DONE:  # killed before it started
+                continue
+            if state is NEW:
+                if self._idle:
+                    gr = self._idle.pop()
+                elif _getcurrent() is self._hub:
+                    gr = self._new_worker()
+                else:
+                    # A new greenlet inherits its starter's recursion depth, so only the hub
+                    # (whose stack is shallow) starts new workers: let it take this one.
+                    runq.appendleft(nxt)
+                    self._batch += 1
+                    break
+                self._current = nxt
+                gr.task = nxt
+                nxt._gr = gr
+                nxt._state = RUNNING
+            else:
+                self._current = nxt
+                gr = nxt._gr
+            # A suspended frame must not keep other dhagas alive.
+            nxt = None
+            gr.switch()
+            return
+        self._current = None
+        self._hub.switch()  # type: ignore[union-attr]
+
+    def run_now(self, waiter: _Waiter) -> bool:
+        """Wake a parked waiter of this thread from a loop callback, and run it before returning.
+
+        For I/O readiness callbacks: the woken dhaga (with whatever else is runnable ahead of
+        it) runs in this same callback, so it consumes what made it ready before the loop polls
+        again. Returns False (and does nothing) if the waiter was not parked.
+        """
+        if waiter._state is not PARKED:
+            return False
+        if waiter is self._top or self._drain_pending:
+            return self._unpark(waiter)  # the top level, or a drain is queued or running
+        waiter._state = RUNNING
+        waiter._resume_value = waiter._resume_exc = None
+        self._runq.append(waiter)  # type: ignore[arg-type]
+        self._drain_pending = True
+        self._drain()
+        return True
+
+    # ------------------------------------------------------------------ the hub side
+    def _drain(self) -> None:
+        """Run one batch of the run queue (a loop callback).
+
+        ``_drain_pending`` stays set while the batch runs, so dhagas woken meanwhile join this
+        batch instead of scheduling another loop callback (and another poll) each.
+        """
+        if self._top_woken:  # the loop is stopping to resume top-level code
+            self._drain_pending = False
+            return
+        hub = _getcurrent()
+        if isinstance(hub, _Worker):
+            self._drain_pending = False
+            raise RuntimeError("the event loop is being run from inside a dhaga")
+        self._hub = hub
+        runq = self._runq
+        self._batch = len(runq) + DRAIN_EXTRA
+        try:
+            while self._batch > 0 and runq:
+                # Runs the first runnable dhaga; returns when one parks or finishes with the
+                # batch exhausted, or when a worker exits.
+                self._switch_next()
+        finally:
+            self._current = None
+            if runq:
+                self._call_soon(self._drain)  # still pending: the next batch
+            else:
+                self._drain_pending = False
+
+    def _new_worker(self) -> _Worker:
+        return _Worker(partial(work, self), parent=self._hub)
+
+    def _finish(self, task: Dhaga, value: Any, exc: BaseException | None) -> None:
+        """Record the outcome, release what the dhaga held, wake joiners, run callbacks."""
+        if task._state is NEW:
+            task._gr = None  # killed before starting; it stays in the run queue, skipped
+        task._state = DONE
+        task._value = value
+        task._exc = exc
+        task._fn = task._args = task._kw = task._ctx = task._gr = None
+        task._pending_exc = None
+        self.alive -= 1
+        joiners = task._joiners
+        if joiners:
+            task._joiners = None
+            for waiter, gen in joiners:
+                wake(waiter, None, None, gen)
+        callbacks = task._callbacks
+        if callbacks:
+            task._callbacks = None
+            running, self._current = self._current, None  # a callback that blocks: BlockingError
+            try:
+                for cb in callbacks:
+                    _call_callback(cb, task)
+            finally:
+                self._current = running
+        if exc is not None and not task._retrieved and not isinstance(exc, Killed):
+            task._reporter = _FailureReporter(task.name, exc)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Drop the dhagas not yet started, and close the loop if this scheduler owns it."""
+        if self._closed:
+            return
+        self._closed = True
+        while self._runq:
+            d = self._runq.popleft()
+            if d._state is NEW:
+                self._finish(d, None, Killed("scheduler closed"))
+        self._idle.clear()
+        self.timers.close()
+        if self._owns_loop and self._thread_id == _get_ident():
+            try:
+                if asyncio.get_event_loop_policy().get_event_loop() is self.loop:
+                    asyncio.set_event_loop(None)
+            except RuntimeError:
+                pass
+        if self._ioloop is not None and self._owns_loop:
+            self._ioloop.close()
+        elif self._owns_loop and not self.loop.is_closed() and not self.loop.is_running():
+            self.loop.close()
+
+
+def wake(
+    waiter: _Waiter, value: Any = None, exc: BaseException | None = None, gen: int | None = None
+) -> None:
+    """Wake a parked waiter, from any thread; a no-op if it is no longer parked.
+
+    Args:
+        gen: ``waiter._gen`` read when the waiter was registered; pass it whenever the
+            wake-up may come from another thread, so a late one cannot wake a later park.
+    """
+    sched = waiter._sched
+    if sched._thread_id == _get_ident():
+        # Scheduler._unpark, inlined for the common case of a dhaga of this thread.
+        if waiter._state is not PARKED or (gen is not None and gen != waiter._gen):
+            return
+        if waiter is sched._top:
+            sched._unpark(waiter, value, exc, gen)
+            return
+        waiter._state = RUNNING
+        waiter._resume_value = value
+        waiter._resume_exc = exc
+        sched._runq.append(waiter)  # type: ignore[arg-type]
+        if not sched._drain_pending:
+            sched._drain_pending = True
+            sched._call_soon(sched._drain)
+    else:
+        sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
