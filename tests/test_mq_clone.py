@@ -435,3 +435,29 @@ def test_backup_takes_over_with_the_pending_updates(closing):
     expected = {f"/before/{i}" for i in range(5)} | {"/during", "/after"}
     until(lambda: set(c) == expected)
     assert len(backup.store) == 7
+
+
+def test_free_base_looks_below_the_ephemeral_range_and_the_block_binds():
+    """Ports of outgoing connections sit in TIME_WAIT by the thousand after a busy test run,
+    and cannot be bound: blocks come from below the range those ports are taken from."""
+    import socket
+
+    from dhaga.mq.clone import free_base
+    from dhaga.mq.clone.endpoints import _ephemeral_low
+
+    base = free_base()
+    host, port = base.removeprefix("tcp://").rsplit(":", 1)
+    p = int(port)
+    assert host == "127.0.0.1"
+    if _ephemeral_low() > 1024 + 4:
+        assert p + 3 < _ephemeral_low()
+    held = []
+    try:
+        for i in range(4):  # the whole block binds, as a server's four listeners will
+            s = socket.socket()
+            held.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, p + i))
+    finally:
+        for s in held:
+            s.close()

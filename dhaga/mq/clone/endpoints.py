@@ -5,6 +5,7 @@ This module must not know the protocol or the scheduler; it only names and binds
 
 from __future__ import annotations
 
+import random
 import socket as _stdsocket
 from dataclasses import dataclass
 
@@ -50,28 +51,42 @@ class ServerEndpoints:
         return self.snapshot
 
 
-def free_base(host: str = "127.0.0.1", count: int = 4, attempts: int = 50) -> str:
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_base(host: str = "127.0.0.1", count: int = 4, attempts: int = 200) -> str:
     """A ``tcp://host:P`` where ports P .. P+count-1 were free a moment ago.
 
     For tests and examples that must tell two servers each other's ports before either
-    starts: another process may still take a port before the server binds it.
+    starts: another process may still take a port before the server binds it. Blocks are
+    looked for below the ephemeral range, where outgoing connections never land: after many
+    short connections most ephemeral ports sit in TIME_WAIT and cannot be bound.
 
     Raises:
         OSError: no free block found.
     """
+    top = _ephemeral_low() - count
+    low = max(1024, top - 16384)
+    rng = random.Random()
     for _ in range(attempts):
-        held = []
+        p = rng.randrange(low, top) if top > low else 0
+        held: list[_stdsocket.socket] = []
         try:
-            first = _stdsocket.socket()
-            held.append(first)
-            first.bind((host, 0))
-            p = first.getsockname()[1]
-            if p + count - 1 > 65535:
-                continue
-            for i in range(1, count):
+            for i in range(count):
                 s = _stdsocket.socket()
                 held.append(s)
-                s.bind((host, p + i))
+                s.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)  # as our listeners
+                s.bind((host, p + i if p else 0))
+                if not p:  # no room below the ephemeral range: take what the kernel gives
+                    p = s.getsockname()[1]
+                    if p + count - 1 > 65535:
+                        raise OSError("block would pass port 65535")
             return f"tcp://{host}:{p}"
         except OSError:
             continue

@@ -35,7 +35,7 @@ from dhaga.sync import Event as _Flag
 from ..bstar import BinaryStar, State
 from ..errors import BadMessage, SocketClosed
 from ..socket import Socket
-from .endpoints import ServerEndpoints
+from .endpoints import ServerEndpoints, free_base
 from .protocol import (
     DEFAULT_LIMITS,
     HUGZ,
@@ -191,10 +191,14 @@ class CloneServer:
         for _ in range(1 if not pick else 50):
             if pick:
                 host = spec.rsplit(":", 1)[0]  # type: ignore[union-attr]
-                snap = Socket("ROUTER", linger=0)
-                first = snap.bind(f"{host}:*")
-                snap.close(linger=0)
-                wanted = ServerEndpoints.from_base(first)
+                literal = host.removeprefix("tcp://")
+                if literal.replace(".", "").isdigit():  # an IPv4 address: a block of free ports
+                    wanted = ServerEndpoints.from_base(free_base(literal))
+                else:  # a port the transport picks, then the three after it
+                    snap = Socket("ROUTER", linger=0)
+                    first = snap.bind(f"{host}:*")
+                    snap.close(linger=0)
+                    wanted = ServerEndpoints.from_base(first)
             else:
                 wanted = ServerEndpoints.from_base(spec)  # type: ignore[arg-type]
             try:
