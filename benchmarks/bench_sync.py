@@ -11,7 +11,9 @@ Workloads:
     queue1    the same through a queue of maxsize=1 (every item is a hand-off)
     lock      100 dhagas each acquire/release one lock 1,000 times, sleep(0) inside
     executor  10,000 calls that each wait 50 ms (as on a slow server): GreenExecutor with
-              dhaga.sleep vs ThreadPoolExecutor(1000) with time.sleep; wall time and peak RSS
+              dhaga.sleep vs ThreadPoolExecutor(1000) with time.sleep; wall time and peak RSS;
+              also the floor of any greenlet-based executor: 10,000 bare greenlets started,
+              suspended through one shared 50 ms wait, resumed and finished
 """
 
 from __future__ import annotations
@@ -143,7 +145,32 @@ def threads_run(workload: str) -> dict:
     return {"value": wall, "peak": peak_rss_bytes(), "base": base}
 
 
+def greenlets_run(workload: str) -> dict:
+    """The floor of any greenlet executor: bare greenlets, no scheduler, one shared 50 ms wait."""
+    if workload != "executor":
+        raise ValueError(workload)
+    import greenlet
+
+    main = greenlet.getcurrent()
+
+    def call(i):
+        main.switch()  # wait: all the calls are suspended at once, as on the slow server
+        return i
+
+    base = rss_bytes()
+    t = time.perf_counter()
+    calls = [greenlet.greenlet(call) for _ in range(EXEC_N)]
+    for i, g in enumerate(calls):
+        g.switch(i)
+    time.sleep(EXEC_LATENCY)  # the one wait they all share
+    results = [g.switch() for g in calls]
+    wall = time.perf_counter() - t
+    assert results == list(range(EXEC_N))
+    return {"value": wall, "peak": peak_rss_bytes(), "base": base}
+
+
 PEERS = {
+    "greenlets": greenlets_run,
     "dhaga": lambda w: dhaga_run(w, "asyncio"),
     "dhaga+uvloop": lambda w: dhaga_run(w, "uvloop"),
     "gevent": gevent_run,
@@ -153,7 +180,8 @@ WORKLOADS = {
     "queue": ("queue ping, unbounded (µs per item)", ["dhaga", "dhaga+uvloop", "gevent"]),
     "queue1": ("queue ping, maxsize=1 (µs per item)", ["dhaga", "dhaga+uvloop", "gevent"]),
     "lock": ("lock, 100 contending (µs per acquire)", ["dhaga", "dhaga+uvloop", "gevent"]),
-    "executor": ("executor, 10,000 × 50 ms", ["dhaga", "dhaga+uvloop", "gevent", "threads"]),
+    "executor": ("executor, 10,000 × 50 ms",
+                 ["dhaga", "dhaga+uvloop", "gevent", "threads", "greenlets"]),
 }
 
 
@@ -209,14 +237,17 @@ def main() -> int:
     if "executor" in results:
         row = results["executor"]
         names = {"dhaga": "GreenExecutor (asyncio)", "dhaga+uvloop": "GreenExecutor (uvloop)",
-                 "gevent": "gevent Pool(10000)", "threads": f"ThreadPoolExecutor({TPE_WORKERS})"}
+                 "gevent": "gevent Pool(10000)", "threads": f"ThreadPoolExecutor({TPE_WORKERS})",
+                 "greenlets": "floor: 10,000 bare greenlets, one shared wait"}
         tpe = row["threads"]
         print(f"\nexecutor: {EXEC_N:,} calls each waiting {EXEC_LATENCY * 1000:.0f} ms; "
               "GreenExecutor(max_workers=10000); (Nx) = ratio to ThreadPoolExecutor\n")
         print("| executor | wall (s) | wall / one call's latency | peak RSS (MB) "
               "| peak RSS above start (MB) |")
         print("|---|---|---|---|---|")
-        for p in ("dhaga", "dhaga+uvloop", "gevent", "threads"):
+        for p in ("dhaga", "dhaga+uvloop", "gevent", "threads", "greenlets"):
+            if p not in row:
+                continue
             r = row[p]
             above = r["peak"] - r["base"]
             print(f"| {names[p]} | {r['value']:.3f} ({tpe['value'] / r['value']:.1f}x) "
