@@ -60,21 +60,24 @@ class Child:
                 return when, line
         return None
 
+    def wait_until(self, predicate, timeout: float) -> bool:
+        """Wait until ``predicate()`` holds, re-checking as each line arrives; False on timeout
+        (or when the output ended first)."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._reader.is_alive():
+                    return predicate()
+                self._arrived.wait(left)  # woken by each new line, and at end of output
+        return True
+
     def wait_line(
         self, prefix: str, timeout: float = 10.0, after: float = 0.0
     ) -> tuple[float, str]:
-        deadline = time.monotonic() + timeout
-        with self._arrived:
-            while True:
-                found = self.find(prefix, after)
-                if found:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(
-                        f"no line {prefix!r} from {self.proc.args}:\n{self.text()}"
-                    )
-                self._arrived.wait(left)  # woken by each new line, and at end of output
+        if not self.wait_until(lambda: self.find(prefix, after) is not None, timeout):
+            raise AssertionError(f"no line {prefix!r} from {self.proc.args}:\n{self.text()}")
+        return self.find(prefix, after)  # type: ignore[return-value]
 
     def send(self, line: str) -> None:
         self.proc.stdin.write(line + "\n")  # type: ignore[union-attr]
@@ -209,15 +212,13 @@ def test_failover_under_writes_converges(children):
             assert time.monotonic() < deadline, "the clients never caught up"
         caught_up_at = time.monotonic()
         # more writes after every client failed over
-        deadline = time.monotonic() + 10
-        while not all(
-            sum(w > resync and line.startswith("sent ") for w, line in c.lines) >= 10
-            for c, resync in zip(clients, resynced)
-        ):
-            assert time.monotonic() < deadline, (
-                "clients stopped writing after the failover"
-            )
-            time.sleep(0.02)
+        for c, resync in zip(clients, resynced):
+            assert c.wait_until(
+                lambda c=c, resync=resync: sum(
+                    w > resync and line.startswith("sent ") for w, line in list(c.lines)
+                ) >= 10,
+                10,
+            ), "clients stopped writing after the failover"
         for c in clients:
             c.send("stop")
         for c in clients:
@@ -363,17 +364,22 @@ def test_malformed_messages_are_logged_and_the_map_survives(children):
             [b"/x", bytes(8), b"", b"ttl=never\n", b"v"],
             [b"/x", bytes(8), b"", b"", b"v" * (2**20 + 10)],
         ]
-        deadline = time.monotonic() + 10
-        while srv.text().count("dropped a bad update from a client") < len(garbage):
-            assert time.monotonic() < deadline, srv.text()
+        def all_dropped() -> bool:
+            return srv.text().count("dropped a bad update from a client") >= len(garbage)
+
+        # PUB drops what it sends before the server's subscription arrives: send again until
+        # the server has logged every message. Each round waits (in a thread, so that this
+        # thread's sockets keep moving) for the log to grow, at most 50 ms.
+        for _ in range(200):
             for frames in garbage:
                 bad.send_multipart(frames)
-            dhaga.sleep(0.05)  # let the sockets move; the condition is the server's log
+            if dhaga.to_thread(srv.wait_until, all_dropped, 0.05):
+                break
+        assert all_dropped(), srv.text()
         asker.send_multipart([b"ICANHAZ?", b"", b"extra"])
-        deadline = time.monotonic() + 10
-        while "dropped a bad snapshot request" not in srv.text():
-            assert time.monotonic() < deadline, srv.text()
-            dhaga.sleep(0.02)
+        assert dhaga.to_thread(
+            srv.wait_until, lambda: "dropped a bad snapshot request" in srv.text(), 10
+        ), srv.text()
     finally:
         bad.close()
         asker.close()
@@ -416,7 +422,7 @@ def _child(name: str, servers: str, timeout: float, mode: str = "unique") -> Non
                 client.set(key, b"" if i % 5 == 4 else str(i))
             print(f"sent {key}", flush=True)
             i += 1
-            dhaga.sleep(0.01)
+            dhaga.sleep(0.01)  # pace the writes (a workload, not an ordering)
 
     writer = None
     while True:
