@@ -3,8 +3,8 @@
 An RPC server with a slow method runs in its own OS thread (with its own scheduler); the demo
 then makes ``calls`` concurrent calls to it from as many dhagas, through one shared `Client`,
 and reports how long they took and how many connections and OS threads that needed. This module
-uses only dhaga's public API and the standard library; ``python -m dhaga.demo_rpc`` prints the
-figures as JSON.
+uses only dhaga's public API, the demo's server helper and the standard library;
+``python -m dhaga.demo_rpc`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 
 import dhaga
 from dhaga import rpc
+from dhaga._demo_server import server_in_thread
 
 __all__ = ["part_rpc"]
 
 
-def _serve(latency: float, ready: threading.Event, handle: list) -> None:
-    """Run the demo's server on this (new) thread until it is stopped."""
+def _server(latency: float) -> rpc.Server:
+    """The demo's RPC server, listening on a free port."""
     server = rpc.Server()
 
     @server.method
@@ -31,13 +32,8 @@ def _serve(latency: float, ready: threading.Event, handle: list) -> None:
         dhaga.sleep(latency)  # stands for a database query or a slow backend
         return x * x
 
-    def main() -> None:
-        server.listen(("127.0.0.1", 0))
-        handle[:] = [server, dhaga.get_scheduler()]
-        ready.set()
-        server.serve_forever()
-
-    dhaga.run(main)
+    server.listen(("127.0.0.1", 0))
+    return server
 
 
 def part_rpc(calls: int = 10_000, latency: float = 0.05) -> dict[str, Any]:
@@ -48,13 +44,11 @@ def part_rpc(calls: int = 10_000, latency: float = 0.05) -> dict[str, Any]:
         ``calls_per_second``, ``connections`` (opened by the client), ``peak_in_flight`` and
         ``threads`` (OS threads in this process, the server's included).
     """
-    ready, handle = threading.Event(), []
-    server_thread = threading.Thread(target=_serve, args=(latency, ready, handle),
-                                     name="demo-rpc-server", daemon=True)
-    server_thread.start()
-    if not ready.wait(30):
-        raise RuntimeError("the demo's RPC server did not start")
-    server, server_scheduler = handle
+    with server_in_thread(lambda: _server(latency), "demo-rpc-server") as server:
+        return _calls(server.address, calls)
+
+
+def _calls(address: Any, calls: int) -> dict[str, Any]:
     in_flight = peak = 0
 
     def one_call(client: rpc.Client, i: int) -> int:
@@ -70,7 +64,7 @@ def part_rpc(calls: int = 10_000, latency: float = 0.05) -> dict[str, Any]:
         return result
 
     def main() -> dict[str, Any]:
-        with rpc.Client(server.address, timeout=60) as client:
+        with rpc.Client(address, timeout=60) as client:
             client.call("slow_square", 0)  # connect before the clock starts
             start = time.perf_counter()
             with dhaga.Group() as group:
@@ -86,12 +80,7 @@ def part_rpc(calls: int = 10_000, latency: float = 0.05) -> dict[str, Any]:
                 "threads": threading.active_count(),
             }
 
-    try:
-        return dhaga.run(main)
-    finally:
-        # The server belongs to its own thread: stop it there (submit works from any thread).
-        server_scheduler.submit(server.stop, 1).result(30)
-        server_thread.join(30)
+    return dhaga.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:

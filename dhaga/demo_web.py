@@ -4,8 +4,8 @@ A `dhaga.web.WSGIServer` runs in its own OS thread (with its own scheduler); its
 waits ``latency`` seconds per request (standing for a slow database or backend call). The demo
 then opens ``clients`` connections at once from as many dhagas, each sending one request, and
 reports how long they all took, the most requests the server had in flight together, and the OS
-threads used. This module uses only dhaga's public API and the standard library;
-``python -m dhaga.demo_web`` prints the figures as JSON.
+threads used. This module uses only dhaga's public API, the demo's server helper and the
+standard library; ``python -m dhaga.demo_web`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import dhaga
 from dhaga import net
+from dhaga._demo_server import server_in_thread
 from dhaga.web import WSGIServer
 
 __all__ = ["part_web"]
@@ -31,8 +32,8 @@ class _GreenHTTPConnection(http.client.HTTPConnection):
         self.sock = net.create_connection((self.host, self.port), self.timeout)
 
 
-def _serve(latency: float, ready: threading.Event, handle: list, stats: dict) -> None:
-    """Run the demo's web server on this (new) thread until it is stopped."""
+def _server(latency: float, stats: dict) -> WSGIServer:
+    """The demo's web server, listening on a free port."""
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         stats["in_flight"] += 1
@@ -47,14 +48,9 @@ def _serve(latency: float, ready: threading.Event, handle: list, stats: dict) ->
                                   ("Content-Length", str(len(body)))])
         return [body]
 
-    def main() -> None:
-        server = WSGIServer(app, ("127.0.0.1", 0), backlog=4096)
-        server.start()
-        handle[:] = [server, dhaga.get_scheduler()]
-        ready.set()
-        server.serve_forever()
-
-    dhaga.run(main)
+    server = WSGIServer(app, ("127.0.0.1", 0), backlog=4096)
+    server.start()
+    return server
 
 
 def _raise_descriptor_limit(wanted: int) -> int:
@@ -84,14 +80,12 @@ def part_web(clients: int = 1000, latency: float = 0.2) -> dict[str, Any]:
     limit = _raise_descriptor_limit(2 * clients + 200)
     clients = max(1, min(clients, (limit - 200) // 2))
     stats = {"in_flight": 0, "peak": 0}
-    ready, handle = threading.Event(), []
-    server_thread = threading.Thread(target=_serve, args=(latency, ready, handle, stats),
-                                     name="demo-web-server", daemon=True)
-    server_thread.start()
-    if not ready.wait(30):
-        raise RuntimeError("the demo's web server did not start")
-    server, server_scheduler = handle
-    host, port = server.address[:2]
+    with server_in_thread(lambda: _server(latency, stats), "demo-web-server") as server:
+        return _requests(server.address[:2], clients, stats)
+
+
+def _requests(address: tuple, clients: int, stats: dict) -> dict[str, Any]:
+    host, port = address
 
     def one_request(i: int) -> int:
         conn = _GreenHTTPConnection(host, port, timeout=60)
@@ -120,11 +114,7 @@ def part_web(clients: int = 1000, latency: float = 0.2) -> dict[str, Any]:
             "threads": threading.active_count(),
         }
 
-    try:
-        return dhaga.run(main)
-    finally:
-        server_scheduler.submit(server.stop, 1).result(30)
-        server_thread.join(30)
+    return dhaga.run(main)
 
 
 def main(argv: list[str] | None = None) -> int:
