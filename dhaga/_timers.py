@@ -11,8 +11,13 @@ So a scheduler keeps its own heap of ``(when, seq, timer)`` entries, which compa
 breaks ties, so timers themselves are never compared), and asks the loop for one timer only:
 at the earliest deadline. Cancelling is a flag (the entry is dropped when it reaches the top,
 or all at once when cancelled entries outnumber the live ones); firing pops every due entry and
-calls it, then re-arms the loop timer for the next deadline. Deadlines are on the loop's clock
-(``loop.time()``), as asyncio's are.
+calls it, then re-arms the loop timer for the next deadline.
+
+Deadlines are on ``time.monotonic()``, not the loop's clock: uvloop's ``loop.time()`` is libuv's
+cached, millisecond (and on Linux "coarse") clock, which can run a few milliseconds behind, so a
+loop timer may fire before the deadline by the clock users measure with. The loop timer is asked
+for by delay, and on firing anything not yet due by ``time.monotonic()`` waits for a re-arm: a
+timer never runs early (``sleep(0.02)`` returns no sooner than 0.02 s later).
 
 This module must not know what a timer's callback does: it knows nothing of dhagas.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from typing import Any, Callable
 
 __all__ = ["Timer", "TimerQueue"]
@@ -77,7 +83,7 @@ class TimerQueue:
 
     def __init__(self, loop: Any) -> None:
         self._loop = loop
-        self._time = loop.time
+        self._time = time.monotonic
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._cancelled = 0  # cancelled entries still in the heap
@@ -95,7 +101,7 @@ class TimerQueue:
         _heappush(heap, (when, next(self._seq), timer))
         if self._armed is None or when < self._armed_at:
             if self._armed is not _FIRING:
-                self._arm(when)
+                self._arm(when, delay)
         elif self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(heap):
             self._compact()
         return timer
@@ -110,11 +116,11 @@ class TimerQueue:
         self._heap.clear()
         self._cancelled = 0
 
-    def _arm(self, when: float) -> None:
+    def _arm(self, when: float, delay: float) -> None:
         if self._armed is not None:
             self._armed.cancel()
         self._armed_at = when
-        self._armed = self._loop.call_at(when, self._fire)
+        self._armed = self._loop.call_later(delay if delay > 0.0 else 0.0, self._fire)
 
     def _compact(self) -> None:
         heap = self._heap  # in place: `_fire` may be iterating over it
@@ -144,9 +150,13 @@ class TimerQueue:
                     fn(*args)  # type: ignore[misc]
                 except Exception as exc:  # noqa: BLE001 - reported as the loop reports its own
                     self._loop.call_exception_handler(
-                        {"message": f"exception in timer callback {fn!r}", "exception": exc}
+                        {
+                            "message": f"exception in timer callback {fn!r}",
+                            "exception": exc,
+                        }
                     )
         finally:
             self._armed = None
             if heap:
-                self._arm(heap[0][0])
+                when = heap[0][0]
+                self._arm(when, when - self._time())
