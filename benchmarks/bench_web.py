@@ -381,7 +381,7 @@ def bench_parser() -> dict[str, float]:
     for name, head in heads.items():
         for label, fn in (("dhaga", parse_head), ("tornado", tornado_parse)):
             n = 20000
-            t = min(timeit.repeat(lambda: fn(head), number=n, repeat=5)) / n
+            t = min(timeit.repeat(lambda fn=fn, head=head: fn(head), number=n, repeat=5)) / n
             out[f"{name} {label}"] = t * 1e6
     return out
 

@@ -361,7 +361,7 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
             fileno = file.fileno()
             fsize = os.fstat(fileno).st_size
         except (AttributeError, OSError, ValueError) as err:
-            raise _GiveupOnSendfile(err)  # not a regular file
+            raise _GiveupOnSendfile(err) from err  # not a regular file
         if not fsize:
             return 0
         blocksize = min(count or fsize, 2 ** 30)
@@ -385,7 +385,7 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                     continue
                 except OSError as err:
                     if total_sent == 0:
-                        raise _GiveupOnSendfile(err)  # fall back on plain send()
+                        raise _GiveupOnSendfile(err) from err  # fall back on plain send()
                     raise err from None
                 if sent == 0:
                     break  # end of file

@@ -305,7 +305,7 @@ class GreenExecutor(_cf.Executor):
                 f.set_exception(exc)
             else:
                 f.set_result(result)
-            result = exc = None  # type: ignore[assignment]
+            result = None  # keep nothing alive (an `except ... as exc` name is already unbound)
         f = fn = args = kwargs = None  # type: ignore[assignment]  # keep nothing alive
         with self._mutex:
             if abandoned or not lane.queue:  # checked and counted out under one lock

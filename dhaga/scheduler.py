@@ -39,8 +39,18 @@ from ._thread_schedulers import (  # noqa: F401 - re-exported
 from ._timers import TimerQueue  # noqa: F401 - re-exported
 from ._workers import MAX_IDLE_WORKERS, _Worker  # noqa: F401 - re-exported
 from .errors import BlockingError, Killed, Timeout  # noqa: F401 - re-exported
-from .handle import DONE, NEW, PARKED, RUNNING, TIMED_OUT, Dhaga  # noqa: F401 - re-exported
-from .handle import _call_callback, _FailureReporter, _TopLevel, _Waiter  # noqa: F401 - same
+from .handle import (  # noqa: F401 - re-exported
+    DONE,
+    NEW,
+    PARKED,
+    RUNNING,
+    TIMED_OUT,
+    Dhaga,
+    _call_callback,
+    _FailureReporter,
+    _TopLevel,
+    _Waiter,
+)
 
 __all__ = [
     "Dhaga",

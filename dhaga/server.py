@@ -18,18 +18,18 @@ This module knows green sockets, TLS wrapping and dhagas; it knows nothing about
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
-import _socket
 import socket as _stdsocket
 from typing import Any, Callable
 
+from ._greensocket import socket as _GreenSocket
 from .errors import Timeout
 from .group import joinall
 from .scheduler import Dhaga, current, spawn
 from .sync import Event, Semaphore
 from .tls import wrap_ssl
-from ._greensocket import socket as _GreenSocket
 
 __all__ = ["StreamServer"]
 

@@ -33,8 +33,8 @@ from typing import Any, Callable, TypeVar
 from ._waiting import _get_ident, _me, _remove, _Ticket, _wake
 from .handle import PARKED, RUNNING
 from .queues import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
-from .semaphores import BoundedSemaphore, Semaphore
 from .scheduler import TIMED_OUT, _local, _Waiter, current, get_scheduler
+from .semaphores import BoundedSemaphore, Semaphore
 
 __all__ = [
     "Event",

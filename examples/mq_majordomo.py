@@ -59,7 +59,7 @@ class Broker:
                 heartbeat_at = now + HEARTBEAT_INTERVAL
                 for worker in list(self.workers):
                     self.send_worker(worker, HEARTBEAT)
-            for worker, (service, expiry) in list(self.workers.items()):
+            for worker, (_service, expiry) in list(self.workers.items()):
                 if expiry < now:
                     self.forget(worker)
                     self.dead.append(worker.decode())

@@ -210,16 +210,22 @@ def test_nested_inner_fires_first_and_is_not_the_outer():
 
 
 def test_nested_outer_fires_through_inner_untouched():
+    blocks = []
+
     def body():
         with dhaga.timeout(0.01) as outer:
+            blocks.append(outer)
             with dhaga.timeout(5) as inner:
+                blocks.append(inner)
                 dhaga.sleep(10)
         return "unreachable"
 
     d = dhaga.spawn(body)
     exc = d.exception()
-    assert isinstance(exc, Timeout)
+    outer, inner = blocks
+    assert isinstance(exc, Timeout) and exc is outer.exception
     assert "0.01" in str(exc)
+    assert outer.expired and not inner.expired
 
 
 def test_inner_timeout_caught_inside_does_not_leak_as_outer():

@@ -13,11 +13,11 @@ import sys
 import time
 
 import pytest
-
-from dhaga import monkey
 from conftest import need_peer, need_program
 from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 from scripts.netkit import free_port
+
+from dhaga import monkey
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
 N = 500

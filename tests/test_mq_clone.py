@@ -10,7 +10,6 @@ import pytest
 from mq_helpers import until
 
 import dhaga
-from dhaga.testing import settle
 from dhaga import mq
 from dhaga.mq.clone import (
     BadMessage,
@@ -22,6 +21,7 @@ from dhaga.mq.clone import (
 )
 from dhaga.mq.clone import protocol as chp
 from dhaga.mq.clone.store import Pending, RecentIds, Store
+from dhaga.testing import settle
 
 U1, U2 = bytes(range(16)), bytes(range(16, 32))
 SEQ5 = b"\0\0\0\0\0\0\0\x05"

@@ -9,11 +9,11 @@ import tempfile
 import threading
 
 import pytest
+from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 import dhaga
 from dhaga import _fdwait, net
 from dhaga.testing import settle
-from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 

@@ -8,6 +8,8 @@ import threading
 
 import msgpack
 import pytest
+from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
+from scripts.netkit import make_self_signed
 
 import dhaga
 from dhaga import net, rpc
@@ -19,8 +21,6 @@ from dhaga.codecs.msgpack_rpc import (
 )
 from dhaga.sync import Event, Queue
 from dhaga.testing import settle
-from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
-from scripts.netkit import make_self_signed
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 

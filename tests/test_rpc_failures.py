@@ -7,6 +7,7 @@ import struct
 
 import msgpack
 import pytest
+from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 import dhaga
 from dhaga import net, rpc
@@ -19,7 +20,6 @@ from dhaga.codecs.msgpack_rpc import (
 )
 from dhaga.sync import Event, Queue
 from dhaga.testing import settle
-from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 

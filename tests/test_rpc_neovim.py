@@ -6,13 +6,12 @@ import subprocess
 import time
 
 import pytest
+from conftest import need_program
+from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 import dhaga
 from dhaga import net, rpc
 from dhaga.sync import Queue
-from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
-
-from conftest import need_program
 
 pytestmark = [pytest.mark.peer, pytest.mark.usefixtures("each_loop")]
 

@@ -8,12 +8,12 @@ import os
 import tempfile
 
 import pytest
+from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 import dhaga
 from dhaga import net
 from dhaga.sync import Event
 from dhaga.testing import settle
-from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 

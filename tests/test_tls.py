@@ -10,12 +10,12 @@ import ssl
 import threading
 
 import pytest
+from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
+from scripts.netkit import make_self_signed
 
 import dhaga
 from dhaga import net
 from dhaga.testing import settle
-from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
-from scripts.netkit import make_self_signed
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_web_server import GreenHTTPConnection, fetch
 
 import dhaga
-from test_web_server import GreenHTTPConnection, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 1000

@@ -171,8 +171,8 @@ def test_the_head_parser_agrees_with_tornados(method, target, fields):
 
 
 # ---------------------------------------------------------------------- chunked bodies
-def decode_all(pieces, limits=Limits()):
-    d = ChunkedDecoder(limits)
+def decode_all(pieces, limits=None):
+    d = ChunkedDecoder(limits or Limits())
     out = b"".join(d.feed(p) for p in pieces)
     return out, d
 

@@ -9,12 +9,12 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+from test_web_server import GreenHTTPConnection, fetch
 
 import dhaga
 from dhaga import rpc
 from dhaga.sync import Event
 from dhaga.web import WebSocketClosed, WebSocketHandler, WSGIServer, websocket_connect
-from test_web_server import GreenHTTPConnection, fetch
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 

@@ -7,9 +7,9 @@ accepting is `dhaga.net.StreamServer`'s.
 from __future__ import annotations
 
 import os
-import stat
 import socket as _stdsocket
 import ssl as _ssl
+import stat
 from typing import Any, Callable, TypeVar
 
 from .. import net

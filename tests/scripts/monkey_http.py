@@ -20,10 +20,10 @@ import time  # noqa: E402
 import urllib.request  # noqa: E402
 
 import requests  # noqa: E402
+from netkit import make_self_signed  # noqa: E402
 
 import dhaga  # noqa: E402
 from dhaga import net  # noqa: E402
-from netkit import make_self_signed  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 DELAY = float(sys.argv[2]) if len(sys.argv) > 2 else 0.2
