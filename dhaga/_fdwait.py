@@ -38,7 +38,8 @@ import weakref
 from typing import Any, Iterable
 
 from .errors import ConcurrentUseError, Timeout
-from .scheduler import TIMED_OUT, Scheduler, get_scheduler
+from .handle import TIMED_OUT
+from .scheduler import Scheduler, get_scheduler
 
 __all__ = [
     "ConcurrentUseError",

@@ -21,7 +21,8 @@ import threading
 from collections import deque
 from typing import Any
 
-from .scheduler import Scheduler, _local, _Waiter, get_scheduler
+from .handle import _Waiter
+from .scheduler import Scheduler, _local, get_scheduler
 
 _Ticket = tuple  # (waiter, gen)
 _get_ident = threading.get_ident

@@ -38,7 +38,8 @@ from greenlet import GreenletExit
 
 from ._waiting import _me
 from .errors import Timeout
-from .scheduler import TIMED_OUT, Scheduler, _local, get_scheduler, wake
+from .handle import TIMED_OUT
+from .scheduler import Scheduler, _local, get_scheduler, wake
 from .sync import Event
 
 __all__ = ["GreenExecutor", "GreenFuture", "BrokenThreadPool"]

@@ -11,7 +11,8 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
 from .errors import Killed, Timeout
-from .scheduler import DONE, Dhaga, get_scheduler, spawn, wake
+from .handle import DONE
+from .scheduler import Dhaga, get_scheduler, spawn, wake
 
 __all__ = ["joinall", "iwait", "Group"]
 

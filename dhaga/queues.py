@@ -24,8 +24,8 @@ from typing import Any, Generic, TypeVar
 
 from ._waiting import _get_ident, _me, _remove, _Ticket, _wake
 from .errors import Timeout
-from .handle import PARKED, RUNNING
-from .scheduler import TIMED_OUT, Scheduler, _local, _Waiter
+from .handle import PARKED, RUNNING, TIMED_OUT, _Waiter
+from .scheduler import Scheduler, _local
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full", "ShutDown"]
 

@@ -2,8 +2,9 @@
 
 `dhaga._kernel` holds the `Scheduler` (the run queue, parking and waking), `dhaga._workers` the
 greenlets that run dhagas, and `dhaga._thread_schedulers` each thread's scheduler and the choice
-of event loop. Their names are re-exported here, so ``from dhaga.scheduler import ...`` reaches
-all of the core. A module global is read by its own module's code: to change one (in a test),
+of event loop; `dhaga.handle` the `Dhaga` handle and its states. The public names, and the few
+internal ones the primitives share (`wake`, `_local`), are re-exported here; anything else is
+imported from its own module. A module global is read by its own module's code: to change one (in a test),
 set it on that module (``dhaga._kernel.DRAIN_EXTRA``, ``dhaga._workers.MAX_IDLE_WORKERS``).
 
 This module must not know how the scheduler runs dhagas, except for the fast path of `sleep(0)`
@@ -17,40 +18,16 @@ import traceback
 from typing import Any, Callable
 
 from . import _thread_schedulers
-from ._kernel import (  # noqa: F401 - re-exported: other modules and tests import them from here
-    _BLOCKING_MSG,
-    DRAIN_EXTRA,
-    Scheduler,
-    _copy_context,
-    _get_ident,
-    _getcurrent,
-    _ids,
-    wake,
-)
+from ._kernel import Scheduler, wake  # noqa: F401 - wake: re-exported for the primitives
 from ._thread_schedulers import (  # noqa: F401 - re-exported
     _local,
-    _new_scheduler,
-    _thread_current_loop,
-    _ThreadCleanup,
     get_scheduler,
     reset_scheduler,
     use_loop,
 )
-from ._timers import TimerQueue  # noqa: F401 - re-exported
-from ._workers import MAX_IDLE_WORKERS, _Worker  # noqa: F401 - re-exported
-from .errors import BlockingError, Killed, Timeout  # noqa: F401 - re-exported
-from .handle import (  # noqa: F401 - re-exported
-    DONE,
-    NEW,
-    PARKED,
-    RUNNING,
-    TIMED_OUT,
-    Dhaga,
-    _call_callback,
-    _FailureReporter,
-    _TopLevel,
-    _Waiter,
-)
+from ._workers import _Worker
+from .errors import BlockingError, Killed, Timeout  # noqa: F401 - the core's errors
+from .handle import PARKED, Dhaga
 
 __all__ = [
     "Dhaga",

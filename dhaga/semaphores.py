@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from ._waiting import _me, _remove, _Ticket, _wake
-from .scheduler import TIMED_OUT
+from .handle import TIMED_OUT
 
 __all__ = ["Semaphore", "BoundedSemaphore"]
 

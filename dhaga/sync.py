@@ -31,9 +31,9 @@ from collections import deque
 from typing import Any, Callable, TypeVar
 
 from ._waiting import _get_ident, _me, _remove, _Ticket, _wake
-from .handle import PARKED, RUNNING
+from .handle import PARKED, RUNNING, TIMED_OUT, _Waiter
 from .queues import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
-from .scheduler import TIMED_OUT, _local, _Waiter, current, get_scheduler
+from .scheduler import _local, current, get_scheduler
 from .semaphores import BoundedSemaphore, Semaphore
 
 __all__ = [

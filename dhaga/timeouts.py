@@ -10,7 +10,8 @@ from types import TracebackType
 from typing import Any
 
 from .errors import Timeout
-from .scheduler import PARKED, get_scheduler
+from .handle import PARKED
+from .scheduler import get_scheduler
 
 __all__ = ["timeout"]
 

@@ -10,7 +10,8 @@ import pytest
 
 import dhaga
 from dhaga import BlockingError, Timeout
-from dhaga.scheduler import TIMED_OUT, get_scheduler
+from dhaga.handle import TIMED_OUT
+from dhaga.scheduler import get_scheduler
 from dhaga.sync import (
     BoundedSemaphore,
     Condition,

@@ -9,7 +9,8 @@ from __future__ import annotations
 from time import monotonic
 from typing import Any
 
-from dhaga.scheduler import TIMED_OUT, get_scheduler
+from dhaga.handle import TIMED_OUT
+from dhaga.scheduler import get_scheduler
 
 from .errors import SocketClosed
 

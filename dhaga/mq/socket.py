@@ -24,8 +24,9 @@ from collections import deque
 from time import monotonic
 from typing import Any, Iterable
 
-from dhaga.errors import Timeout
-from dhaga.scheduler import TIMED_OUT, BlockingError, get_scheduler, wake
+from dhaga.errors import BlockingError, Timeout
+from dhaga.handle import TIMED_OUT
+from dhaga.scheduler import get_scheduler, wake
 
 from .errors import NotSupported, SocketClosed
 from .options import OPTIONS, Option

@@ -44,7 +44,8 @@ from ..codecs.msgpack_rpc import (
     encode_response,
 )
 from ..errors import ConnectionLost, ProtocolError, RemoteError, Timeout
-from ..scheduler import TIMED_OUT, Dhaga, current, get_scheduler, sleep, wake
+from ..handle import TIMED_OUT
+from ..scheduler import Dhaga, current, get_scheduler, sleep, wake
 from ._methods import Methods, format_error
 
 __all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
