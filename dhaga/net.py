@@ -37,6 +37,8 @@ from ._greensocket import create_connection, create_server, fromfd, socket, sock
 from .server import StreamServer
 from .tls import SSLSocket, wrap_ssl
 
+socket.__module__ = __name__  # shown as `dhaga.net.socket`, where users find it
+
 __all__ = [
     "socket",
     "SSLSocket",

@@ -29,6 +29,8 @@ from ._workers import _Worker
 from .errors import BlockingError, Killed, Timeout  # noqa: F401 - the core's errors
 from .handle import PARKED, Dhaga
 
+Scheduler.__module__ = "dhaga"  # shown as `dhaga.Scheduler`, where users find it
+
 __all__ = [
     "Dhaga",
     "Scheduler",
