@@ -24,13 +24,6 @@ from dhaga.testing import settle
 
 pytestmark = pytest.mark.usefixtures("each_loop")
 
-try:  # libuv opens a pipe for good with the first loop: not a leak of any test's
-    import uvloop
-
-    uvloop.new_event_loop().close()
-except ImportError:  # pragma: no cover
-    pass
-
 TCP = ("127.0.0.1", 0)
 
 

@@ -15,13 +15,6 @@ from dhaga.sync import Queue
 
 pytestmark = [pytest.mark.peer, pytest.mark.usefixtures("each_loop")]
 
-try:  # libuv opens a pipe for good with the first loop: not a leak of any test's
-    import uvloop
-
-    uvloop.new_event_loop().close()
-except ImportError:  # pragma: no cover
-    pass
-
 STARTUP_TIMEOUT = 15.0
 
 
