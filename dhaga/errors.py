@@ -9,6 +9,7 @@ __all__ = [
     "DhagaError",
     "Timeout",
     "Killed",
+    "TimeoutInterrupt",
     "BlockingError",
     "ProtocolError",
     "MessageTooLarge",
@@ -47,6 +48,24 @@ class Killed(BaseException):
     A ``BaseException`` (like ``KeyboardInterrupt``) so that ``except Exception`` blocks in user
     code do not swallow it. A dhaga that ends by it counts as killed, not failed.
     """
+
+
+class TimeoutInterrupt(BaseException):
+    """Raised inside a dhaga at its blocking point when its ``dhaga.timeout()`` block overruns.
+
+    A ``BaseException`` (as `Killed` is, and as trio's ``Cancelled`` and gevent's ``Timeout``
+    are) so that library code which catches ``Exception`` or ``OSError`` -- a database driver
+    turning any socket error into its own ``OperationalError`` -- lets it through untouched. The
+    block that owns it turns it into its `Timeout` where the block ends; user code never needs
+    to catch it.
+
+    Attributes:
+        timeout: the ``dhaga.timeout`` block that fired.
+    """
+
+    def __init__(self, block: object) -> None:
+        super().__init__(f"interrupted by a dhaga.timeout({getattr(block, 'seconds', None)}) block")
+        self.timeout = block
 
 
 class BlockingError(DhagaError, RuntimeError):

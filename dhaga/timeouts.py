@@ -1,7 +1,10 @@
 """The ``dhaga.timeout(seconds)`` block: raise `Timeout` in the caller when it overruns.
 
-Nested blocks are told apart by the identity of the exception each one raises, so an inner
-timeout never passes for an outer one. This module knows only the scheduler's parking rules.
+When the block overruns, its dhaga is interrupted at its blocking point with the block's own
+`TimeoutInterrupt`, a ``BaseException`` that drivers catching ``Exception``/``OSError`` cannot
+rewrite; the block turns it into its `Timeout` where it ends. Nested blocks are told apart by
+the identity of the interrupt each one raises, so an inner timeout never passes for an outer
+one. This module knows only the scheduler's parking rules.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from .errors import Timeout
+from .errors import Timeout, TimeoutInterrupt
 from .handle import PARKED
 from .scheduler import get_scheduler
 
@@ -28,13 +31,14 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
             reply = client.call("slow")
     """
 
-    __slots__ = ("seconds", "exception", "_handle", "_waiter", "_sched", "expired")
+    __slots__ = ("seconds", "exception", "interrupt", "_handle", "_waiter", "_sched", "expired")
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and seconds < 0:
             raise ValueError("timeout seconds must be >= 0 or None")
         self.seconds = seconds
         self.exception = Timeout(f"block timed out after {seconds}s", seconds)
+        self.interrupt = TimeoutInterrupt(self)
         self._handle: Any = None
         self.expired = False
 
@@ -51,9 +55,9 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
         self.expired = True
         waiter = self._waiter
         if waiter._state is PARKED:
-            self._sched._unpark(waiter, None, self.exception)
+            self._sched._unpark(waiter, None, self.interrupt)
         else:  # woken already: deliver at its next blocking point
-            waiter._pending_exc = self.exception
+            waiter._pending_exc = self.interrupt
 
     def __exit__(
         self,
@@ -64,7 +68,13 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._waiter._pending_exc is self.exception:
+        if self._waiter._pending_exc is self.interrupt:
             self._waiter._pending_exc = None
         self._waiter = None  # type: ignore[assignment]
+        if exc is self.interrupt:
+            # The interrupt is spent: the block's edge is where it becomes a Timeout.
+            raise self.exception.with_traceback(tb) from None
         return False
+
+    def __repr__(self) -> str:
+        return f"<dhaga.timeout {self.seconds}s{' expired' if self.expired else ''}>"

@@ -185,6 +185,33 @@ def test_timeout_block_raises_its_own_instance():
     assert info.value is t.exception and t.expired
 
 
+def test_timeout_block_interrupt_passes_drivers_that_rewrite_errors():
+    # A driver that turns every Exception/OSError into its own error must not rewrite the
+    # interruption: inside the block it is a BaseException, at the block's edge a Timeout.
+    from dhaga.errors import TimeoutInterrupt
+
+    class DriverError(Exception):
+        pass
+
+    seen = []
+
+    def driver_query():
+        try:
+            dhaga.sleep(10)
+        except Exception as e:  # noqa: BLE001 - what drivers do
+            raise DriverError("connection socket closed") from e
+        except BaseException as e:
+            seen.append(e)
+            raise
+
+    with pytest.raises(Timeout) as info:
+        with dhaga.timeout(0.01) as t:
+            driver_query()
+    assert info.value is t.exception and t.expired
+    assert len(seen) == 1 and isinstance(seen[0], TimeoutInterrupt) and seen[0].timeout is t
+    assert not isinstance(seen[0], Exception)
+
+
 def test_timeout_block_not_overrun_raises_nothing():
     with dhaga.timeout(10) as t:
         dhaga.sleep(0)
