@@ -89,6 +89,7 @@ class Dhaga(_Waiter):
     # ------------------------------------------------------------------ state
     @property
     def name(self) -> str:
+        """The dhaga's name (given at spawn, or set later); ``Dhaga-<id>`` by default."""
         return self._name or f"Dhaga-{self._id}"
 
     @name.setter

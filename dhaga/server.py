@@ -94,6 +94,7 @@ class StreamServer:
     # ------------------------------------------------------------------ lifecycle
     @property
     def started(self) -> bool:
+        """True once `start` (or `serve_forever`) has begun accepting connections."""
         return self._acceptor is not None
 
     @property

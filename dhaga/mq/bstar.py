@@ -159,6 +159,7 @@ class BinaryStar:
 
     @property
     def active(self) -> bool:
+        """True while this server is the active one of the pair (it serves clients)."""
         return self._state is State.ACTIVE
 
     @property

@@ -100,6 +100,7 @@ class WSGIServer:
 
     @property
     def app(self) -> WSGIApp:
+        """The WSGI application this server calls for every request."""
         return self.handler.app
 
     @property

@@ -118,6 +118,7 @@ class CloneServer:
 
     @property
     def active(self) -> bool:
+        """True while this server is active (it answers snapshots and publishes updates)."""
         return self.state is State.ACTIVE
 
     def wait_active(self, timeout: float | None = None) -> bool:

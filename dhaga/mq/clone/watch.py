@@ -79,5 +79,6 @@ class Watch:
         return change
 
     def close(self) -> None:
+        """Stop collecting: queued changes are still delivered, then iteration ends and `get` raises."""
         self._forget(self)
         self._queue.put_nowait(None)
