@@ -186,6 +186,10 @@ class Connection:
 
         Returns once the message is queued; `close` still sends it.
 
+        Args:
+            method: the peer's method name.
+            *args: its parameters (any msgpack-serialisable values).
+
         Raises:
             ConnectionLost: the connection has ended.
             TypeError: a parameter has no msgpack form.
