@@ -142,12 +142,37 @@ def _homes() -> dict[int, str]:
         for modname in PUBLIC_MODULES:
             module = importlib.import_module(modname)
             for name in module.__all__:
-                _home.setdefault(id(getattr(module, name)), f"{modname}.{name}")
+                value = getattr(module, name)
+                # A name a module imports lazily (its __getattr__) is invisible to automodule:
+                # bind it for this build, so it is documented like the others.
+                vars(module).setdefault(name, value)
+                _home.setdefault(id(value), f"{modname}.{name}")
     return _home
+
+
+def _framework_hook(name: str, obj: object) -> bool:
+    """An undocumented override of a method of a non-dhaga base class (gunicorn's, Tornado's).
+
+    Such methods are called by that framework, not by users, and documented by it.
+    """
+    import sys
+
+    func = getattr(obj, "fget", obj)
+    if inspect.getdoc(func) or "." not in getattr(func, "__qualname__", ""):
+        return False
+    owner: object = sys.modules.get(getattr(func, "__module__", ""), None)
+    for part in func.__qualname__.split(".")[:-1]:
+        owner = getattr(owner, part, None)
+    return isinstance(owner, type) and any(
+        name in vars(base) and not base.__module__.startswith("dhaga")
+        for base in owner.__mro__[1:]
+    )
 
 
 def _skip_reexports(app, what, name, obj, skip, options):
     """Document a name several public modules export once, in its home module."""
+    if what in ("class", "exception") and not skip and _framework_hook(name, obj):
+        return True
     if what != "module" or skip:
         return None
     home = _homes().get(id(obj))
@@ -224,6 +249,7 @@ def _require_docstrings(app, what, name, obj, options, lines) -> None:
 
 def setup(app):
     app.connect("source-read", _add_navigation)
+    app.connect("builder-inited", lambda app: _homes())
     app.connect("autodoc-process-docstring", _module_summary, priority=400)  # before napoleon
     app.connect("autodoc-process-docstring", _option_help, priority=600)  # after napoleon
     app.connect("autodoc-process-docstring", _require_docstrings)
