@@ -248,7 +248,15 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         return self._connect(address, False)
 
     def accept(self) -> tuple[socket, Any]:
-        """Wait for a connection; return ``(socket, address)``, the new socket green too."""
+        """Wait for a connection; return ``(socket, address)``, the new socket green too.
+
+        Returns:
+            ``(socket, address)``: the connected green socket and the peer's address.
+
+        Raises:
+            TimeoutError: the socket's timeout expired first.
+            OSError: accepting failed (``EMFILE`` when out of descriptors...).
+        """
         try:
             fd, addr = _accept(self)
         except BlockingIOError:
@@ -447,6 +455,9 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         """Forget the descriptor (waiters are woken with EBADF) and return it, still open.
 
         The descriptor stays in non-blocking mode.
+
+        Returns:
+            the file descriptor, now yours to close.
         """
         self._forget_fd()
         return super().detach()

@@ -137,6 +137,9 @@ class GreenFuture(_cf.Future):
         Args:
             timeout: seconds to wait at most; None waits forever.
 
+        Returns:
+            the value the call returned.
+
         Raises:
             dhaga.Timeout: (a ``concurrent.futures.TimeoutError``) ``timeout`` expired first.
             concurrent.futures.CancelledError: the future was cancelled.
@@ -254,6 +257,9 @@ class GreenExecutor(_cf.Executor):
             *args: positional arguments for ``fn``.
             **kwargs: keyword arguments for ``fn``.
 
+        Returns:
+            a `GreenFuture` (a `concurrent.futures.Future`) for the call's outcome.
+
         Raises:
             RuntimeError: the executor was shut down.
             BrokenThreadPool: a worker's initializer failed.
@@ -365,6 +371,10 @@ class GreenExecutor(_cf.Executor):
             chunksize: accepted and ignored, as by ThreadPoolExecutor.
             buffersize: if set, at most this many calls are submitted ahead of the results
                 consumed (Python 3.14's option).
+
+        Returns:
+            an iterator of the results in input order; it re-raises a call's exception when
+            it reaches that call.
 
         Raises:
             dhaga.Timeout: (a ``concurrent.futures.TimeoutError``) from ``next()`` when the

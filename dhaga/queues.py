@@ -339,7 +339,15 @@ class Queue(Generic[T]):
         return item
 
     def get_nowait(self) -> T:
-        """Return an item if one is queued, else raise `Empty`."""
+        """Return an item if one is queued, else raise `Empty`.
+
+        Returns:
+            the next item.
+
+        Raises:
+            Empty: no item is queued.
+            ShutDown: the queue was shut down and is empty.
+        """
         return self.get(False)
 
     def _leave(self, ticket: _Ticket, waiters: deque, getter: bool) -> None:

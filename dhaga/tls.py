@@ -79,6 +79,9 @@ class SSLSocket(_ssl.SSLSocket, _GreenSocket):
 
         Args:
             data: a bytes-like object.
+
+        Returns:
+            how many bytes of ``data`` were taken.
         """
         return self._ssl_call("write", _std_write, self, data)
 
@@ -106,7 +109,15 @@ class SSLSocket(_ssl.SSLSocket, _GreenSocket):
         self._ssl_call("handshake", self._sslobj.do_handshake, block=block)  # type: ignore[union-attr]
 
     def unwrap(self) -> Any:
-        """Send and await the TLS close_notify; return the plain socket left underneath."""
+        """Send and await the TLS close_notify; return the plain socket left underneath.
+
+        Returns:
+            the plain socket.
+
+        Raises:
+            ValueError: the socket has no TLS layer.
+            TimeoutError: the socket's timeout expired first.
+        """
         if not self._sslobj:
             raise ValueError("No SSL wrapper around " + str(self))
         sock = self._ssl_call("shutdown", self._sslobj.shutdown)
@@ -114,7 +125,15 @@ class SSLSocket(_ssl.SSLSocket, _GreenSocket):
         return sock
 
     def accept(self) -> tuple[SSLSocket, Any]:
-        """Accept a connection and wrap it server-side with this socket's context."""
+        """Accept a connection and wrap it server-side with this socket's context.
+
+        Returns:
+            ``(tls_socket, address)``; the handshake is done (unless ``do_handshake_on_connect``
+            is False).
+
+        Raises:
+            ssl.SSLError: the handshake failed (the new connection is closed).
+        """
         newsock, addr = _GreenSocket.accept(self)
         try:
             tls = wrap_ssl(newsock, self.context, server_side=True,

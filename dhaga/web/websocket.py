@@ -234,6 +234,9 @@ def websocket_connect(url: str, timeout: float | None = None, **kwargs: Any) -> 
         timeout: seconds to wait for the connection.
         kwargs: passed to `tornado.websocket.websocket_connect` (``subprotocols``...).
 
+    Returns:
+        the open `WebSocket`.
+
     Raises:
         Timeout: not connected within ``timeout`` seconds.
         OSError, tornado.httpclient.HTTPClientError: the connection or handshake failed.

@@ -204,6 +204,9 @@ class WSGIHandler:
 
         Connections in the middle of a request finish it and then close; a connection that has
         not sent its first request yet is given it (its client is about to send it).
+
+        Returns:
+            how many idle connections were ended.
         """
         self.closing = True
         n = 0
