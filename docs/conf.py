@@ -27,7 +27,6 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
@@ -35,6 +34,8 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 html_theme = "furo"
 html_title = "dhaga"
+# No sphinx.ext.viewcode: its highlighted copy of every module more than doubles the build
+# time, and the test suite builds the site on every run.
 
 myst_heading_anchors = 3  # [text](page.md#a-heading) links resolve (and fail when they don't)
 myst_enable_extensions = ["colon_fence"]
