@@ -7,13 +7,12 @@ that a page missing from the navigation still builds (under "More").
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import importlib.util
 
 import pytest
 from conftest import need_peer
