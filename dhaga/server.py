@@ -56,6 +56,11 @@ class StreamServer:
             kernel's backlog until one closes.
         accept_backoff: seconds to wait after ``accept`` ran out of descriptors (at most:
             the wait ends as soon as a connection closes).
+
+    Attributes:
+        address: the bound address (port 0 resolved to the real port), once `start` has bound
+            it; None before.
+        handler: the connection handler given.
     """
 
     def __init__(

@@ -115,6 +115,14 @@ class Client:
     `ConnectionLost` and the next call connects again. Endpoints are symmetric: handlers
     registered here serve the requests and notifications the server sends.
 
+    Attributes:
+        proxy: ``client.proxy.add(1, 2)`` is ``client.call("add", 1, 2)``; ``proxy["a.b"]``
+            reaches any name.
+        methods: the `Methods` registry of handlers for the server's requests.
+        address: the server's address, as given.
+        timeout: the default timeout of `call`.
+        connections_opened: how many connections this client has opened so far.
+
     Example:
         with Client(("127.0.0.1", 8000), timeout=5) as client:
             assert client.call("add", 1, 2) == 3

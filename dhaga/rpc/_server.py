@@ -58,6 +58,9 @@ def _bind(address: Any, backlog: int, reuse_port: bool) -> Any:
 class Server:
     """A msgpack-rpc server: each request runs in its own dhaga, each connection is symmetric.
 
+    Attributes:
+        methods: the `Methods` registry of handlers.
+
     Example:
         server = Server()
 
