@@ -54,7 +54,22 @@ def is_numeric_host(host: Any) -> bool:
 def getaddrinfo(
     host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
 ) -> list[tuple[Any, Any, int, str, tuple]]:
-    """`socket.getaddrinfo`, without blocking the loop; same arguments, results and errors."""
+    """`socket.getaddrinfo`, without blocking the loop; same arguments, results and errors.
+
+    Args:
+        host: a host name or address, or None.
+        port: a port number, service name or None.
+        family: restrict to this address family (0: any).
+        type: restrict to this socket type (0: any).
+        proto: restrict to this protocol (0: any).
+        flags: ``AI_*`` flags.
+
+    Returns:
+        ``(family, type, proto, canonname, sockaddr)`` tuples.
+
+    Raises:
+        socket.gaierror: the name did not resolve.
+    """
     if is_numeric_host(host):
         return _std_getaddrinfo(host, port, family, type, proto, flags)
     if flags & _AI_NUMERICHOST:
@@ -63,24 +78,65 @@ def getaddrinfo(
 
 
 def gethostbyname(hostname: str) -> str:
-    """`socket.gethostbyname`, without blocking the loop."""
+    """`socket.gethostbyname`, without blocking the loop.
+
+    Args:
+        hostname: the name to resolve.
+
+    Returns:
+        an IPv4 address as text.
+
+    Raises:
+        socket.gaierror: the name did not resolve.
+    """
     if is_numeric_host(hostname) and hostname:
         return _std_gethostbyname(hostname)
     return to_thread(_std_gethostbyname, hostname)
 
 
 def gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
-    """`socket.gethostbyname_ex`, without blocking the loop."""
+    """`socket.gethostbyname_ex`, without blocking the loop.
+
+    Args:
+        hostname: the name to resolve.
+
+    Returns:
+        ``(name, aliases, addresses)``.
+
+    Raises:
+        socket.gaierror: the name did not resolve.
+    """
     return to_thread(_std_gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
-    """`socket.gethostbyaddr` (a reverse lookup), without blocking the loop."""
+    """`socket.gethostbyaddr` (a reverse lookup), without blocking the loop.
+
+    Args:
+        ip_address: an IPv4 or IPv6 address (or a host name).
+
+    Returns:
+        ``(name, aliases, addresses)``.
+
+    Raises:
+        socket.herror: the address has no name.
+    """
     return to_thread(_std_gethostbyaddr, ip_address)
 
 
 def getnameinfo(sockaddr: tuple, flags: int) -> tuple[str, str]:
-    """`socket.getnameinfo`, without blocking the loop (numeric-only flags answer at once)."""
+    """`socket.getnameinfo`, without blocking the loop (numeric-only flags answer at once).
+
+    Args:
+        sockaddr: ``(host, port)`` (or the IPv6 four-tuple).
+        flags: ``NI_*`` flags.
+
+    Returns:
+        ``(host, port)`` as text.
+
+    Raises:
+        socket.gaierror: the lookup failed.
+    """
     if flags & _NI_NUMERIC == _NI_NUMERIC:
         return _std_getnameinfo(sockaddr, flags)
     return to_thread(_std_getnameinfo, sockaddr, flags)
@@ -104,5 +160,12 @@ def _fqdn(name: str) -> str:
 
 
 def getfqdn(name: str = "") -> str:
-    """`socket.getfqdn`, without blocking the loop."""
+    """`socket.getfqdn`, without blocking the loop.
+
+    Args:
+        name: a host name; empty means this host.
+
+    Returns:
+        the fully qualified name, or ``name`` itself when none is found.
+    """
     return to_thread(_fqdn, name)

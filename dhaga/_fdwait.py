@@ -197,6 +197,9 @@ def notify_close(fd: int) -> None:
 
     Our sockets call this themselves; call it before closing a descriptor you passed to
     `wait_readable`/`wait_writable` from another library while a dhaga may still wait on it.
+
+    Args:
+        fd: the descriptor about to be closed.
     """
     w = _watchers.pop(fd, None)
     if w is not None:
@@ -221,6 +224,10 @@ def wait_readable(fd: Any, timeout: float | None = None) -> None:
     For integrating other libraries (a psycopg wait callback, a driver's own socket). The
     registration is not kept after the wait, since the descriptor's owner may close it.
 
+    Args:
+        fd: a file descriptor, or an object with ``fileno()``.
+        timeout: seconds to wait at most; None waits forever.
+
     Raises:
         Timeout: ``timeout`` seconds passed first.
         ConcurrentUseError: another dhaga is already waiting to read it.
@@ -233,8 +240,14 @@ def wait_readable(fd: Any, timeout: float | None = None) -> None:
 def wait_writable(fd: Any, timeout: float | None = None) -> None:
     """Park the caller until ``fd`` is writable; see `wait_readable`.
 
+    Args:
+        fd: a file descriptor, or an object with ``fileno()``.
+        timeout: seconds to wait at most; None waits forever.
+
     Raises:
         Timeout: ``timeout`` seconds passed first.
+        ConcurrentUseError: another dhaga is already waiting to write it.
+        OSError: EBADF, when it was closed (through `notify_close`) during the wait.
     """
     if not wait_fd(fileno_of(fd), True, timeout, keep=False):
         raise Timeout(f"fd not writable within {timeout}s", timeout)

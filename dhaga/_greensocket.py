@@ -90,6 +90,12 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
 
     Same constructor, methods, return values and exceptions as `socket.socket`; ``settimeout``,
     ``setblocking`` and the default timeout keep their meaning.
+
+    Args:
+        family: the address family (``AF_INET`` by default, or taken from ``fileno``).
+        type: the socket type (``SOCK_STREAM`` by default).
+        proto: the protocol number (usually 0).
+        fileno: adopt this already open descriptor instead of making a new one.
     """
 
     __slots__ = ("_timeout", "_short", "_w")
@@ -122,7 +128,14 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
 
     # ------------------------------------------------------------------ timeouts
     def settimeout(self, value: float | None) -> None:
-        """Set the timeout of blocking operations: None blocks, 0.0 never blocks."""
+        """Set the timeout of blocking operations: None blocks, 0.0 never blocks.
+
+        Args:
+            value: seconds, None (block until done) or 0.0 (non-blocking).
+
+        Raises:
+            ValueError: ``value`` is negative.
+        """
         self._timeout = _check_timeout(value)
 
     def gettimeout(self) -> float | None:
@@ -130,7 +143,11 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``."""
+        """``setblocking(True)`` is ``settimeout(None)``; ``False`` is ``settimeout(0.0)``.
+
+        Args:
+            flag: True to block (park) until done, False for non-blocking calls.
+        """
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
@@ -205,17 +222,41 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
             return self.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_ERROR)
 
     def connect(self, address: Any) -> None:
-        """Connect to ``address``; parks while the connection is being made."""
+        """Connect to ``address``; parks while the connection is being made.
+
+        Args:
+            address: the peer's address (``(host, port)`` for TCP; a host name is resolved without
+                blocking the loop).
+
+        Raises:
+            OSError: the connection failed (``ConnectionRefusedError`` and the like).
+            TimeoutError: the socket's timeout expired first.
+        """
         err = self._connect(address, True)
         if err:
             raise OSError(err, os.strerror(err))  # OSError picks the errno's subclass
 
     def connect_ex(self, address: Any) -> int:
-        """Like `connect`, but return the error number (0 on success) instead of raising."""
+        """Like `connect`, but return the error number (0 on success) instead of raising.
+
+        Args:
+            address: the peer's address.
+
+        Returns:
+            0 on success, else the ``errno`` of the failure.
+        """
         return self._connect(address, False)
 
     def accept(self) -> tuple[socket, Any]:
-        """Wait for a connection; return ``(socket, address)``, the new socket green too."""
+        """Wait for a connection; return ``(socket, address)``, the new socket green too.
+
+        Returns:
+            ``(socket, address)``: the connected green socket and the peer's address.
+
+        Raises:
+            TimeoutError: the socket's timeout expired first.
+            OSError: accepting failed (``EMFILE`` when out of descriptors...).
+        """
         try:
             fd, addr = _accept(self)
         except BlockingIOError:
@@ -306,7 +347,16 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         return self._retry(True, _send, data, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        """Send every byte of ``data``; the timeout bounds the whole call, as in the stdlib."""
+        """Send every byte of ``data``; the timeout bounds the whole call, as in the stdlib.
+
+        Args:
+            data: a bytes-like object.
+            flags: as for `socket.socket.send`.
+
+        Raises:
+            TimeoutError: the socket's timeout expired before every byte was sent.
+            OSError: the connection failed (``BrokenPipeError``, ``ConnectionResetError``...).
+        """
         timeout = self._timeout
         if timeout == 0.0:
             return _sendall(self, data, flags)
@@ -405,6 +455,9 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         """Forget the descriptor (waiters are woken with EBADF) and return it, still open.
 
         The descriptor stays in non-blocking mode.
+
+        Returns:
+            the file descriptor, now yours to close.
         """
         self._forget_fd()
         return super().detach()
@@ -413,7 +466,16 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
 # ---------------------------------------------------------------------- constructors
 def socketpair(family: int | None = None, type: int = _stdsocket.SOCK_STREAM,  # noqa: A002
                proto: int = 0) -> tuple[socket, socket]:
-    """A pair of connected green sockets, as `socket.socketpair`."""
+    """A pair of connected green sockets, as `socket.socketpair`.
+
+    Args:
+        family: ``AF_UNIX`` by default where available.
+        type: the socket type.
+        proto: the protocol number.
+
+    Returns:
+        two connected green sockets.
+    """
     if family is None:
         family = _stdsocket.AF_UNIX
     a, b = _socket.socketpair(family, type, proto)
@@ -421,7 +483,17 @@ def socketpair(family: int | None = None, type: int = _stdsocket.SOCK_STREAM,  #
 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:  # noqa: A002
-    """A green socket on a duplicate of ``fd``, as `socket.fromfd`."""
+    """A green socket on a duplicate of ``fd``, as `socket.fromfd`.
+
+    Args:
+        fd: an open file descriptor (duplicated; the original stays yours).
+        family: its address family.
+        type: its socket type.
+        proto: its protocol number.
+
+    Returns:
+        a green `socket`.
+    """
     return socket(family, type, proto, os.dup(fd))
 
 
@@ -435,6 +507,20 @@ def create_connection(
     """Connect to a TCP ``(host, port)``, trying every address it resolves to, as the stdlib.
 
     Name resolution parks the dhaga instead of blocking the loop.
+
+    Args:
+        address: ``(host, port)``.
+        timeout: the new socket's timeout (also bounding the connection); by default the
+            global default timeout, as in the stdlib.
+        source_address: ``(host, port)`` to bind to before connecting.
+        all_errors: raise an ``ExceptionGroup`` of every attempt's error, not just the last.
+
+    Returns:
+        a connected green `socket`.
+
+    Raises:
+        OSError: every address failed (``socket.gaierror`` when the name did not resolve).
+        TimeoutError: the timeout expired first.
     """
     host, port = address
     exceptions: list[OSError] = []
@@ -468,7 +554,21 @@ def create_connection(
 
 def create_server(address: Any, *, family: int = _AF_INET, backlog: int | None = None,
                   reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
-    """A green listening TCP socket bound to ``address``, as `socket.create_server`."""
+    """A green listening TCP socket bound to ``address``, as `socket.create_server`.
+
+    Args:
+        address: ``(host, port)`` to bind; port 0 picks a free port.
+        family: ``AF_INET`` or ``AF_INET6``.
+        backlog: the listen backlog; None uses a reasonable default.
+        reuse_port: set ``SO_REUSEPORT``.
+        dualstack_ipv6: accept IPv4 and IPv6 on an ``AF_INET6`` socket.
+
+    Returns:
+        a listening green `socket`.
+
+    Raises:
+        OSError: binding or listening failed.
+    """
     std = _stdsocket.create_server(address, family=family, backlog=backlog,
                                    reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6)
     if isinstance(std, socket):

@@ -82,6 +82,10 @@ class Scheduler:
     """One OS thread's scheduler: its run queue, workers, timers and event loop.
 
     Get it with `get_scheduler()`; never create one directly.
+
+    Args:
+        loop: the asyncio event loop of this scheduler's thread.
+        owns_loop: True when the scheduler made the loop (and closes it when reset).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owns_loop: bool) -> None:
@@ -119,7 +123,16 @@ class Scheduler:
         return self._ioloop
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
-        """Start ``fn(*args, **kw)`` in a new dhaga on this scheduler."""
+        """Start ``fn(*args, **kw)`` in a new dhaga on this scheduler.
+
+        Args:
+            fn: the function to run.
+            *args: positional arguments for ``fn``.
+            **kw: keyword arguments for ``fn``.
+
+        Returns:
+            the new `Dhaga`; it runs at this scheduler's next scheduling point.
+        """
         d = Dhaga.__new__(Dhaga)
         d._id = next(_ids)
         d._name = None
@@ -146,6 +159,11 @@ class Scheduler:
     def submit(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> _ConcurrentFuture:
         """Run ``fn`` in a new dhaga on this scheduler's thread; callable from any thread.
 
+        Args:
+            fn: the function to run.
+            *args: positional arguments for ``fn``.
+            **kw: keyword arguments for ``fn``.
+
         Returns:
             a `concurrent.futures.Future` completed with the dhaga's outcome.
         """
@@ -169,7 +187,12 @@ class Scheduler:
         return cf
 
     def call_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Call ``fn(*args)`` on this scheduler's loop thread (from any thread)."""
+        """Call ``fn(*args)`` on this scheduler's loop thread (from any thread).
+
+        Args:
+            fn: a callback; it runs on the loop and must not block.
+            *args: its arguments.
+        """
         self.loop.call_soon_threadsafe(fn, *args)
 
     # ------------------------------------------------------------------ parking
@@ -191,6 +214,13 @@ class Scheduler:
 
         The caller must have registered ``waiter`` where the wake-up comes from, and must
         unregister it afterwards (in a ``finally``): park may also end by a timeout or kill.
+
+        Args:
+            waiter: the current dhaga, or this thread's top-level waiter (`Scheduler.waiter`).
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the value the waiter was woken with.
 
         Raises:
             Timeout: ``timeout`` seconds passed first.
@@ -224,6 +254,16 @@ class Scheduler:
         Primitives whose timeout is not an error (``join``, ``Event.wait``) use this, so that
         a `Timeout` raised by an enclosing ``dhaga.timeout()`` block is never mistaken for
         their own.
+
+        Args:
+            waiter: the current dhaga, or this thread's top-level waiter.
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the value the waiter was woken with, or `TIMED_OUT`.
+
+        Raises:
+            BaseException: whatever the waiter was interrupted with (a kill, a ``dhaga.timeout``).
         """
         exc = waiter._pending_exc
         if exc is not None:
@@ -349,6 +389,12 @@ class Scheduler:
         For I/O readiness callbacks: the woken dhaga (with whatever else is runnable ahead of
         it) runs in this same callback, so it consumes what made it ready before the loop polls
         again. Returns False (and does nothing) if the waiter was not parked.
+
+        Args:
+            waiter: a waiter of this thread, parked on the I/O that just became ready.
+
+        Returns:
+            True if the waiter was parked and has been woken; False otherwise.
         """
         if waiter._state is not PARKED:
             return False

@@ -26,6 +26,11 @@ def wait(awaitable: Awaitable[T] | concurrent.futures.Future, timeout: float | N
     thread's loop), or a `concurrent.futures.Future`. A Task that `wait` created is cancelled
     if the wait ends by timeout or kill; a future passed in is left alone (others may share it).
 
+    Args:
+        awaitable: an asyncio or Tornado future, a coroutine or other awaitable, or a
+            `concurrent.futures.Future`.
+        timeout: seconds to wait at most; None waits forever.
+
     Returns:
         the awaitable's result; its exception is re-raised.
 
@@ -72,6 +77,13 @@ def green(fn: Callable[..., T]) -> Callable[..., Any]:
     method, an asyncio task), the decorated function starts ``fn`` in a new dhaga and returns
     the `Dhaga`, which the caller awaits for the result. Called from a dhaga or from top-level
     code, where blocking is already allowed, it simply calls ``fn``.
+
+    Args:
+        fn: a blocking-style function.
+
+    Returns:
+        a wrapper with ``fn``'s name and signature: from async code it returns a `Dhaga` to
+        await; elsewhere it returns ``fn``'s result.
     """
 
     @functools.wraps(fn)

@@ -134,6 +134,12 @@ class GreenFuture(_cf.Future):
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the call and return its value, or re-raise its exception.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the value the call returned.
+
         Raises:
             dhaga.Timeout: (a ``concurrent.futures.TimeoutError``) ``timeout`` expired first.
             concurrent.futures.CancelledError: the future was cancelled.
@@ -143,7 +149,18 @@ class GreenFuture(_cf.Future):
         return super().result(0)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait for the call and return its exception, or None; see `result`."""
+        """Wait for the call and return its exception, or None; see `result`.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the exception the call raised, or None if it returned.
+
+        Raises:
+            dhaga.Timeout: ``timeout`` expired first.
+            concurrent.futures.CancelledError: the future was cancelled.
+        """
         if self._state not in _DONE_STATES:
             self._wait_done(timeout)
         return super().exception(0)
@@ -196,6 +213,7 @@ class GreenExecutor(_cf.Executor):
         thread_name_prefix: the calls' dhagas are named ``<prefix>_<worker number>``.
         initializer: called with ``initargs`` when a worker slot starts; if it fails, the
             executor is broken (`BrokenThreadPool`), as ThreadPoolExecutor is.
+        initargs: the arguments for ``initializer``.
     """
 
     def __init__(
@@ -233,6 +251,14 @@ class GreenExecutor(_cf.Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> GreenFuture:
         """Schedule ``fn(*args, **kwargs)``; return a future for its outcome.
+
+        Args:
+            fn: the function to run.
+            *args: positional arguments for ``fn``.
+            **kwargs: keyword arguments for ``fn``.
+
+        Returns:
+            a `GreenFuture` (a `concurrent.futures.Future`) for the call's outcome.
 
         Raises:
             RuntimeError: the executor was shut down.
@@ -339,10 +365,16 @@ class GreenExecutor(_cf.Executor):
         """``map(fn, *iterables)`` with the calls run concurrently; results in input order.
 
         Args:
+            fn: called with one item of each iterable.
+            *iterables: the arguments, consumed in step as ``map`` does.
             timeout: seconds from this call until the whole iterator must be consumed.
             chunksize: accepted and ignored, as by ThreadPoolExecutor.
             buffersize: if set, at most this many calls are submitted ahead of the results
                 consumed (Python 3.14's option).
+
+        Returns:
+            an iterator of the results in input order; it re-raises a call's exception when
+            it reaches that call.
 
         Raises:
             dhaga.Timeout: (a ``concurrent.futures.TimeoutError``) from ``next()`` when the
@@ -375,6 +407,10 @@ class GreenExecutor(_cf.Executor):
 
         Safe to call several times. With ``wait``, calls still queued by threads whose loop
         has closed are run here before it returns.
+
+        Args:
+            wait: wait until every submitted call has finished.
+            cancel_futures: cancel the calls still queued (not yet started).
         """
         here = get_scheduler() if wait else None
         starts: list[tuple] = []

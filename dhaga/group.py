@@ -81,6 +81,13 @@ def joinall(
 def iwait(dhagas: Iterable[Dhaga], timeout: float | None = None) -> Iterator[Dhaga]:
     """Yield the dhagas one by one as they finish (those already finished first).
 
+    Args:
+        dhagas: the dhagas to wait for.
+        timeout: seconds for the whole iteration; None waits forever.
+
+    Yields:
+        each dhaga, once it has finished.
+
     Raises:
         Timeout: ``timeout`` seconds (for the whole iteration) passed before all finished.
     """
@@ -157,7 +164,16 @@ class Group:
         return self._failure
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
-        """Start ``fn`` in a new dhaga that belongs to this group."""
+        """Start ``fn`` in a new dhaga that belongs to this group.
+
+        Args:
+            fn: the function to run.
+            *args: positional arguments for ``fn``.
+            **kw: keyword arguments for ``fn``.
+
+        Returns:
+            the new member's `Dhaga`.
+        """
         d = spawn(fn, *args, **kw)
         d._retrieved = True  # the group reports its failure
         self._members[d] = None
@@ -174,7 +190,13 @@ class Group:
 
     def kill(self, exception: type[BaseException] | BaseException = Killed, block: bool = True,
              timeout: float | None = None) -> None:
-        """Kill every member; with ``block``, wait until they have all finished."""
+        """Kill every member; with ``block``, wait until they have all finished.
+
+        Args:
+            exception: the exception class or instance raised in each member; `Killed` by default.
+            block: wait until every member has finished.
+            timeout: with ``block``, seconds to wait at most; None waits forever.
+        """
         for d in list(self._members):
             d.kill(exception, block=False)
         if block:
@@ -183,8 +205,15 @@ class Group:
     def join(self, timeout: float | None = None, raise_error: bool = False) -> bool:
         """Wait until every member has finished.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+            raise_error: re-raise the first member's failure, if any, once all have finished.
+
         Returns:
             True if all finished, False if ``timeout`` expired first.
+
+        Raises:
+            Exception: with ``raise_error``, the first failure of a member.
         """
         if self._members:
             sched = get_scheduler()

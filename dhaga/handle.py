@@ -76,6 +76,11 @@ class Dhaga(_Waiter):
 
     Behaves like a `concurrent.futures.Future` (``done``, ``result``, ``exception``,
     ``add_done_callback``), can be joined, killed, and awaited from a coroutine on its loop.
+
+    Args:
+        fn: the function the dhaga runs (a Dhaga is made by `spawn`, never directly).
+        *args: positional arguments for ``fn``.
+        **kw: keyword arguments for ``fn``.
     """
 
     __slots__ = (
@@ -89,6 +94,7 @@ class Dhaga(_Waiter):
     # ------------------------------------------------------------------ state
     @property
     def name(self) -> str:
+        """The dhaga's name (given at spawn, or set later); ``Dhaga-<id>`` by default."""
         return self._name or f"Dhaga-{self._id}"
 
     @name.setter
@@ -162,6 +168,12 @@ class Dhaga(_Waiter):
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the dhaga and return its value, or re-raise its exception.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the value ``fn`` returned.
+
         Raises:
             Timeout: the timeout expired first.
             Killed: the dhaga was killed.
@@ -174,7 +186,17 @@ class Dhaga(_Waiter):
         return self._value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait for the dhaga and return its exception, or None if it returned normally."""
+        """Wait for the dhaga and return its exception, or None if it returned normally.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the exception the dhaga ended with (`Killed` if it was killed), or None.
+
+        Raises:
+            Timeout: the timeout expired first.
+        """
         if self._state is not DONE and not self.join(timeout):
             raise Timeout(f"{self.name} did not finish within {timeout}s", timeout)
         self._mark_retrieved()
@@ -185,6 +207,9 @@ class Dhaga(_Waiter):
 
         Callbacks run on the dhaga's own thread right after it finishes, and must not block.
         Callable from any thread.
+
+        Args:
+            fn: called with the finished `Dhaga` as its only argument.
         """
         if self._state is DONE:
             _call_callback(fn, self)
@@ -196,7 +221,14 @@ class Dhaga(_Waiter):
             self._sched.call_threadsafe(self.add_done_callback, fn)
 
     def remove_done_callback(self, fn: Callable[[Dhaga], Any]) -> int:
-        """Remove every registration of ``fn``; return how many were removed."""
+        """Remove every registration of ``fn``; return how many were removed.
+
+        Args:
+            fn: the callback given to `add_done_callback`.
+
+        Returns:
+            how many registrations were removed (0 if none).
+        """
         if not self._callbacks:
             return 0
         before = len(self._callbacks)

@@ -87,8 +87,16 @@ def _remove(module: types.ModuleType, attr: str) -> None:
 def original(module_name: str, attr: str) -> Any:
     """The object ``module_name.attr`` held before dhaga patched it (the current one if never).
 
+    Args:
+        module_name: the module's name, such as ``"socket"`` or ``"time"``.
+        attr: the attribute's name, such as ``"sleep"``.
+
+    Returns:
+        the unpatched object.
+
     Raises:
         AttributeError: the module never had that attribute.
+        ImportError: there is no such module.
     """
     value = _originals.get((module_name, attr), _MISSING)
     if value is not _MISSING:
@@ -108,7 +116,14 @@ def original(module_name: str, attr: str) -> Any:
 
 
 def is_patched(name: str) -> bool:
-    """True when the patch ``name`` ("socket", "dns", "time", "select", ...) was applied."""
+    """True when the patch ``name`` ("socket", "dns", "time", "select", ...) was applied.
+
+    Args:
+        name: a patch's name, as in `patch_all`'s arguments.
+
+    Returns:
+        whether that patch is in place.
+    """
     return name in _patched
 
 
@@ -312,7 +327,13 @@ def patch_all(
     Call it first thing, before importing the libraries that should become cooperative.
 
     Args:
+        socket: `patch_socket`: green ``socket.socket`` and its constructors.
+        dns: `patch_dns`: name resolution that does not block the loop.
+        time: `patch_time`: ``time.sleep`` parks the dhaga.
         select: patches both ``select`` and ``selectors``.
+        ssl: `patch_ssl`: TLS over green sockets.
+        threading: `patch_threading`: ``threading``'s locks, events, conditions, semaphores
+            and ``Thread`` become dhaga-aware.
         queue: defaults to the value of ``threading``.
         warn: warn (`MonkeyPatchWarning`) when libraries were imported too early.
     """

@@ -71,7 +71,14 @@ class Pool:
         return self.free_count() == 0
 
     def wait_available(self, timeout: float | None = None) -> bool:
-        """Wait until a slot is free; False if ``timeout`` expired first."""
+        """Wait until a slot is free; False if ``timeout`` expired first.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True once a slot is free (at once for an unbounded pool); False on timeout.
+        """
         if self._slots is None:
             return True
         if not self._slots.acquire(timeout=timeout):
@@ -80,7 +87,16 @@ class Pool:
         return True
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
-        """Start ``fn(*args, **kw)`` in a new dhaga, first waiting for a free slot (FIFO)."""
+        """Start ``fn(*args, **kw)`` in a new dhaga, first waiting for a free slot (FIFO).
+
+        Args:
+            fn: the function to run.
+            *args: positional arguments for ``fn``.
+            **kw: keyword arguments for ``fn``.
+
+        Returns:
+            the new `Dhaga`.
+        """
         if self._slots is not None:
             self._spawning += 1  # a slot handed to us keeps the pool from looking idle
             self._idle.clear()
@@ -119,21 +135,53 @@ class Pool:
         """Run ``fn(*args, **kwds)`` in the pool and return its result.
 
         Called from a dhaga of this pool, it runs inline (waiting for a slot could deadlock).
+
+        Args:
+            fn: the function to run.
+            args: its positional arguments.
+            kwds: its keyword arguments.
+
+        Returns:
+            what ``fn`` returned; its exception is re-raised.
         """
         if current() in self._running:
             return fn(*args, **(kwds or {}))
         return self.spawn(fn, *args, **(kwds or {})).result()
 
     def map(self, fn: Callable[..., T], *iterables: Iterable[Any]) -> list[T]:
-        """``list(map(fn, *iterables))``, each call in the pool; the first failure is raised."""
+        """``list(map(fn, *iterables))``, each call in the pool; the first failure is raised.
+
+        Args:
+            fn: called with one item of each iterable.
+            *iterables: the arguments, consumed in step as ``map`` does.
+
+        Returns:
+            the results, in input order.
+        """
         return list(self.imap(fn, *iterables))
 
     def imap(self, fn: Callable[..., T], *iterables: Iterable[Any]) -> Iterator[T]:
-        """Like `map`, lazily: results come in input order as they are ready."""
+        """Like `map`, lazily: results come in input order as they are ready.
+
+        Args:
+            fn: called with one item of each iterable.
+            *iterables: the arguments, consumed in step as ``map`` does.
+
+        Returns:
+            an iterator of the results in input order; it raises the first failure.
+        """
         return self._imap(fn, zip(*iterables), ordered=True)
 
     def imap_unordered(self, fn: Callable[..., T], *iterables: Iterable[Any]) -> Iterator[T]:
-        """Like `imap`, but results come in the order the calls finish."""
+        """Like `imap`, but results come in the order the calls finish.
+
+        Args:
+            fn: called with one item of each iterable.
+            *iterables: the arguments, consumed in step as ``map`` does.
+
+        Returns:
+            an iterator of the results as the calls finish; it raises the first failure.
+        """
         return self._imap(fn, zip(*iterables), ordered=False)
 
     def _imap(self, fn: Callable[..., T], arg_tuples: Iterator[tuple], ordered: bool) -> Iterator[T]:
@@ -185,6 +233,7 @@ class Pool:
         """Wait until no dhaga of the pool runs.
 
         Args:
+            timeout: seconds to wait at most; None waits forever.
             raise_error: re-raise the exception of the first dhaga of the pool that failed.
 
         Returns:
@@ -203,6 +252,11 @@ class Pool:
         timeout: float | None = None,
     ) -> None:
         """Kill every dhaga of the pool; with ``block``, wait until they have finished.
+
+        Args:
+            exception: the exception class or instance raised in each dhaga; `Killed` by default.
+            block: wait until every dhaga of the pool has finished.
+            timeout: with ``block``, seconds to wait at most; None waits forever.
 
         Raises:
             Timeout: ``block`` was set and they did not finish in time.

@@ -118,6 +118,11 @@ class Queue(Generic[T]):
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item``, waiting for a free slot if the queue is full.
 
+        Args:
+            item: the item to queue.
+            block: wait for a free slot; False raises `Full` at once when there is none.
+            timeout: with ``block``, seconds to wait at most; None waits forever.
+
         Raises:
             Full: non-blocking and full, or ``timeout`` expired.
             ShutDown: the queue was shut down.
@@ -203,12 +208,28 @@ class Queue(Generic[T]):
         _wake(wake)
 
     def put_nowait(self, item: T) -> None:
-        """Put ``item`` if a slot is free, else raise `Full`."""
+        """Put ``item`` if a slot is free, else raise `Full`.
+
+        Args:
+            item: the item to queue.
+
+        Raises:
+            Full: the queue is full.
+            ShutDown: the queue was shut down.
+        """
         self.put(item, False)
 
     # ------------------------------------------------------------------ get
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Remove and return the next item, waiting for one if the queue is empty.
+
+        Args:
+            block: wait for an item; False raises `Empty` at once when there is none.
+            timeout: with ``block``, seconds to wait at most; None waits forever.
+
+        Returns:
+            the next item (FIFO for `Queue`, LIFO for `LifoQueue`, lowest first for
+            `PriorityQueue`).
 
         Raises:
             Empty: non-blocking and empty, or ``timeout`` expired.
@@ -318,7 +339,15 @@ class Queue(Generic[T]):
         return item
 
     def get_nowait(self) -> T:
-        """Return an item if one is queued, else raise `Empty`."""
+        """Return an item if one is queued, else raise `Empty`.
+
+        Returns:
+            the next item.
+
+        Raises:
+            Empty: no item is queued.
+            ShutDown: the queue was shut down and is empty.
+        """
         return self.get(False)
 
     def _leave(self, ticket: _Ticket, waiters: deque, getter: bool) -> None:
@@ -373,6 +402,9 @@ class Queue(Generic[T]):
     def join(self, timeout: float | None = None) -> None:
         """Wait until every item put has been marked done with `task_done`.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
         Raises:
             Timeout: ``timeout`` expired first.
         """
@@ -401,6 +433,9 @@ class Queue(Generic[T]):
         """Refuse further puts and wake every waiter (``queue.Queue.shutdown`` of 3.13).
 
         With ``immediate``, also drop the items still queued (counting them done).
+
+        Args:
+            immediate: also drop the queued items; getters then raise `ShutDown` at once.
         """
         mutex = self._mutex
         mutex.acquire()

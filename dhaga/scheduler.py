@@ -58,12 +58,30 @@ def spawn(fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
     """Start ``fn(*args, **kw)`` in a new dhaga; it runs at the next scheduling point.
 
     Works in a dhaga, at top level, and in a coroutine or callback on the loop thread.
+
+    Args:
+        fn: the function to run.
+        *args: positional arguments for ``fn``.
+        **kw: keyword arguments for ``fn``.
+
+    Returns:
+        the new `Dhaga`.
     """
     return get_scheduler().spawn(fn, *args, **kw)
 
 
 def spawn_later(seconds: float, fn: Callable[..., Any], *args: Any, **kw: Any) -> Dhaga:
-    """Like `spawn`, but the dhaga starts after ``seconds``."""
+    """Like `spawn`, but the dhaga starts after ``seconds``.
+
+    Args:
+        seconds: the delay before ``fn`` starts.
+        fn: the function to run.
+        *args: positional arguments for ``fn``.
+        **kw: keyword arguments for ``fn``.
+
+    Returns:
+        the new `Dhaga`; killing it before the delay ends means ``fn`` never runs.
+    """
 
     def _delayed() -> Any:
         sleep(seconds)
@@ -75,7 +93,14 @@ def spawn_later(seconds: float, fn: Callable[..., Any], *args: Any, **kw: Any) -
 
 
 def sleep(seconds: float = 0) -> None:
-    """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once."""
+    """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once.
+
+    Args:
+        seconds: how long to sleep; 0 or less only yields.
+
+    Raises:
+        BlockingError: called in a coroutine or callback on the event loop.
+    """
     if seconds <= 0:
         sched = getattr(_local, "sched", None)
         if sched is not None:
@@ -130,8 +155,17 @@ def current() -> Dhaga | None:
 def run(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """Run ``fn`` in a dhaga, driving this thread's loop until it returns.
 
+    Args:
+        fn: the function to run.
+        *args: positional arguments for ``fn``.
+        **kw: keyword arguments for ``fn``.
+
     Returns:
         its value; its exception is re-raised.
+
+    Raises:
+        BlockingError: called in a coroutine or callback on this thread's running loop.
+        BaseException: whatever ``fn`` raised.
     """
     return get_scheduler().spawn(fn, *args, **kw).result()
 

@@ -21,7 +21,14 @@ __all__ = ["Semaphore", "BoundedSemaphore"]
 
 
 class Semaphore:
-    """A counter of permits; `threading.Semaphore`'s interface, FIFO, hand-over on release."""
+    """A counter of permits; `threading.Semaphore`'s interface, FIFO, hand-over on release.
+
+    Args:
+        value: the initial number of permits.
+
+    Raises:
+        ValueError: ``value`` is negative.
+    """
 
     __slots__ = ("_value", "_waiters", "_mutex", "__weakref__")
 
@@ -41,6 +48,10 @@ class Semaphore:
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take a permit, waiting for one if needed.
+
+        Args:
+            blocking: wait for a permit if none is free; False returns at once.
+            timeout: with ``blocking``, seconds to wait at most; None waits forever.
 
         Returns:
             True once acquired; False if non-blocking and none was free, or on timeout.
@@ -96,7 +107,14 @@ class Semaphore:
         _wake(ticket)
 
     def release(self, n: int = 1) -> None:
-        """Return ``n`` permits, handing each to the longest waiter if there is one."""
+        """Return ``n`` permits, handing each to the longest waiter if there is one.
+
+        Args:
+            n: how many permits to return, at least 1.
+
+        Raises:
+            ValueError: ``n`` is less than 1.
+        """
         if n < 1:
             raise ValueError("n must be one or more")
         for _ in range(n):
@@ -111,6 +129,9 @@ class BoundedSemaphore(Semaphore):
 
     As with `threading.BoundedSemaphore`, the check compares the free permits plus ``n`` with
     the initial value; a permit being handed to a waiter is not free.
+
+    Args:
+        value: the initial, and largest, number of free permits.
     """
 
     __slots__ = ("_initial",)
@@ -121,6 +142,9 @@ class BoundedSemaphore(Semaphore):
 
     def release(self, n: int = 1) -> None:
         """Return ``n`` permits.
+
+        Args:
+            n: how many permits to return, at least 1.
 
         Raises:
             ValueError: that would exceed the initial value.

@@ -56,6 +56,11 @@ class StreamServer:
             kernel's backlog until one closes.
         accept_backoff: seconds to wait after ``accept`` ran out of descriptors (at most:
             the wait ends as soon as a connection closes).
+
+    Attributes:
+        address: the bound address (port 0 resolved to the real port), once `start` has bound
+            it; None before.
+        handler: the connection handler given.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class StreamServer:
     # ------------------------------------------------------------------ lifecycle
     @property
     def started(self) -> bool:
+        """True once `start` (or `serve_forever`) has begun accepting connections."""
         return self._acceptor is not None
 
     @property

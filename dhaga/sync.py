@@ -104,6 +104,9 @@ class Event:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
         Returns:
             the flag: True, or False if ``timeout`` expired first.
         """
@@ -287,7 +290,15 @@ class RLock:
         return f"<RLock owner={self._owner!r} count={self._count}>"
 
     def acquire(self, blocking: bool = True, timeout: float | None = -1) -> bool:
-        """Take the lock (again, if the caller owns it already); see `Lock.acquire`."""
+        """Take the lock (again, if the caller owns it already); see `Lock.acquire`.
+
+        Args:
+            blocking: wait for the lock if another owner holds it; False returns at once.
+            timeout: with ``blocking``, seconds to wait at most; -1 or None waits forever.
+
+        Returns:
+            True once the caller holds the lock; False if it could not be taken in time.
+        """
         me = _owner()
         if self._owner is me:
             self._count += 1
@@ -339,6 +350,10 @@ class Condition:
     """A condition variable with `threading.Condition`'s interface (default lock: an `RLock`).
 
     Also accepts a `Lock` or any lock with ``acquire``/``release``.
+
+    Args:
+        lock: the lock to use (a `Lock`, an `RLock` or any object with ``acquire``/``release``);
+            None makes a new `RLock`.
     """
 
     def __init__(self, lock: Any = None) -> None:
@@ -376,6 +391,9 @@ class Condition:
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait for a notify, reacquire the lock.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
         Returns:
             False if ``timeout`` expired, else True.
 
@@ -406,7 +424,18 @@ class Condition:
             self._acquire_restore(saved)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
-        """Wait until ``predicate()`` is true; return its last value."""
+        """Wait until ``predicate()`` is true; return its last value.
+
+        Args:
+            predicate: called with the lock held; waiting ends when it returns a true value.
+            timeout: seconds to wait at most, in all; None waits forever.
+
+        Returns:
+            the predicate's last value (false if the timeout expired first).
+
+        Raises:
+            RuntimeError: the caller does not hold the lock.
+        """
         end = None if timeout is None else time.monotonic() + timeout
         result = predicate()
         while not result:
@@ -421,6 +450,9 @@ class Condition:
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters (the longest-waiting first).
+
+        Args:
+            n: how many waiters to wake at most.
 
         Raises:
             RuntimeError: the caller does not hold the lock.

@@ -18,6 +18,9 @@ def settle(max_rounds: int = 10_000) -> None:
     Lets a test order events without sleeping for a guessed time: start dhagas, ``settle()``,
     then assert on what they did. Dhagas waiting on timers or I/O count as blocked.
 
+    Args:
+        max_rounds: how many rounds of ``sleep(0)`` to allow before giving up.
+
     Raises:
         RuntimeError: dhagas were still runnable after ``max_rounds`` scheduling rounds.
     """

@@ -24,7 +24,11 @@ _size = int(os.environ.get("DHAGA_THREADPOOL_SIZE", "0")) or min(32, (os.cpu_cou
 
 
 def thread_pool_size() -> int:
-    """How many real threads `to_thread` may use at once."""
+    """How many real threads `to_thread` may use at once.
+
+    Returns:
+        the current size of `to_thread`'s pool.
+    """
     return _size
 
 
@@ -32,6 +36,12 @@ def set_thread_pool_size(size: int) -> None:
     """Set how many real threads `to_thread` may use (default: min(32, CPUs + 4)).
 
     Takes effect at once: the current pool finishes its work and a new one is made.
+
+    Args:
+        size: the number of threads, at least 1.
+
+    Raises:
+        ValueError: ``size`` is less than 1.
     """
     global _pool, _size
     if size < 1:
@@ -58,6 +68,15 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
 
     The function runs in a copy of the caller's contextvars context. If the wait ends by
     timeout or kill, the thread cannot be stopped: it finishes and its result is dropped.
+
+    Args:
+        fn: the truly blocking function (C library, file I/O).
+        *args: positional arguments for ``fn``.
+        timeout: seconds to wait at most; None waits forever.
+        **kw: keyword arguments for ``fn``.
+
+    Returns:
+        what ``fn`` returned; its exception is re-raised.
 
     Raises:
         Timeout: ``timeout`` seconds passed first.

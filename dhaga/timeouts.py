@@ -26,6 +26,17 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
     raised is this block's own instance (``exc is t.exception``); a `Timeout` raised by an
     inner block or a ``timeout=`` argument passes through untouched.
 
+    Args:
+        seconds: the block's time limit; None means no limit.
+
+    Attributes:
+        seconds: the limit given.
+        exception: the `Timeout` this block raises when it overruns.
+        expired: True once the limit has passed.
+
+    Raises:
+        ValueError: ``seconds`` is negative.
+
     Example:
         with dhaga.timeout(2.0):
             reply = client.call("slow")

@@ -63,11 +63,26 @@ class SSLSocket(_ssl.SSLSocket, _GreenSocket):
                 raise TimeoutError(f"The {op} operation timed out")
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:  # noqa: A002 - stdlib's name
-        """Read up to ``len`` decrypted bytes (into ``buffer`` if given)."""
+        """Read up to ``len`` decrypted bytes (into ``buffer`` if given).
+
+        Args:
+            len: the most bytes to read.
+            buffer: a writable buffer to read into.
+
+        Returns:
+            the bytes read, or (with ``buffer``) how many were read.
+        """
         return self._ssl_call("read", _std_read, self, len, buffer)
 
     def write(self, data: Any) -> int:
-        """Encrypt and write ``data``; return how many bytes were taken."""
+        """Encrypt and write ``data``; return how many bytes were taken.
+
+        Args:
+            data: a bytes-like object.
+
+        Returns:
+            how many bytes of ``data`` were taken.
+        """
         return self._ssl_call("write", _std_write, self, data)
 
     def send(self, data: Any, flags: int = 0) -> int:
@@ -79,12 +94,30 @@ class SSLSocket(_ssl.SSLSocket, _GreenSocket):
         return self.write(data)
 
     def do_handshake(self, block: bool = False) -> None:
-        """Run the TLS handshake, parking while it waits for the peer."""
+        """Run the TLS handshake, parking while it waits for the peer.
+
+        Args:
+            block: on a non-blocking socket (timeout 0.0), park until the handshake is done
+                anyway; without it such a socket raises ``ssl.SSLWantReadError`` or
+                ``ssl.SSLWantWriteError`` as the stdlib's does.
+
+        Raises:
+            ssl.SSLError: the handshake failed.
+            TimeoutError: the socket's timeout expired first.
+        """
         self._check_connected()
         self._ssl_call("handshake", self._sslobj.do_handshake, block=block)  # type: ignore[union-attr]
 
     def unwrap(self) -> Any:
-        """Send and await the TLS close_notify; return the plain socket left underneath."""
+        """Send and await the TLS close_notify; return the plain socket left underneath.
+
+        Returns:
+            the plain socket.
+
+        Raises:
+            ValueError: the socket has no TLS layer.
+            TimeoutError: the socket's timeout expired first.
+        """
         if not self._sslobj:
             raise ValueError("No SSL wrapper around " + str(self))
         sock = self._ssl_call("shutdown", self._sslobj.shutdown)
@@ -92,7 +125,15 @@ class SSLSocket(_ssl.SSLSocket, _GreenSocket):
         return sock
 
     def accept(self) -> tuple[SSLSocket, Any]:
-        """Accept a connection and wrap it server-side with this socket's context."""
+        """Accept a connection and wrap it server-side with this socket's context.
+
+        Returns:
+            ``(tls_socket, address)``; the handshake is done (unless ``do_handshake_on_connect``
+            is False).
+
+        Raises:
+            ssl.SSLError: the handshake failed (the new connection is closed).
+        """
         newsock, addr = _GreenSocket.accept(self)
         try:
             tls = wrap_ssl(newsock, self.context, server_side=True,
@@ -122,6 +163,19 @@ def wrap_ssl(
     A connected socket does its handshake at once (unless ``do_handshake_on_connect`` is
     False); an unconnected client does it in ``connect``. A plain `socket.socket` is made green
     first. The original socket object is detached, as with the standard library.
+
+    Args:
+        sock: a green or plain socket, connected or not.
+        context: the `ssl.SSLContext` to use.
+        server_side: act as the server of the handshake.
+        server_hostname: the name to check the server's certificate against (and to send
+            as SNI); required by a context with ``check_hostname``.
+        do_handshake_on_connect: do the handshake at once (or on ``connect``).
+        suppress_ragged_eofs: report an unclean TLS end as end-of-file, as the stdlib does.
+        session: a session to resume.
+
+    Returns:
+        the TLS socket, a `SSLSocket`.
 
     Raises:
         ssl.SSLError: the handshake failed (bad certificate, wrong protocol...).

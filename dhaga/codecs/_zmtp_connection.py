@@ -369,6 +369,12 @@ class ZMTPConnection:
     def encode_subscribe(self, topic: bytes) -> bytes:
         """Encode a subscription as the peer expects: SUBSCRIBE (3.1) or a message (3.0).
 
+        Args:
+            topic: the prefix to subscribe to.
+
+        Returns:
+            the bytes to send.
+
         Raises:
             RuntimeError: the peer's greeting, which tells its version, has not arrived.
         """
@@ -376,6 +382,12 @@ class ZMTPConnection:
 
     def encode_cancel(self, topic: bytes) -> bytes:
         """Encode the end of a subscription: CANCEL (3.1) or a message (3.0).
+
+        Args:
+            topic: a prefix subscribed to before.
+
+        Returns:
+            the bytes to send.
 
         Raises:
             RuntimeError: the peer's greeting has not arrived.

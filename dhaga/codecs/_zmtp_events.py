@@ -23,7 +23,14 @@ class ConnectionState(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Greeting:
-    """The peer's greeting arrived and is acceptable (ZMTP 3.x, NULL mechanism)."""
+    """The peer's greeting arrived and is acceptable (ZMTP 3.x, NULL mechanism).
+
+    Attributes:
+        major: the peer's ZMTP major version (3).
+        minor: its minor version (0 or 1).
+        mechanism: its security mechanism (``NULL``).
+        as_server: its as-server flag.
+    """
 
     major: int
     minor: int
@@ -48,21 +55,33 @@ class Ready:
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass takes twice as long to build
 class Message:
-    """A whole message: its frames in order (a frame may be empty)."""
+    """A whole message: its frames in order (a frame may be empty).
+
+    Attributes:
+        frames: the frames, in order.
+    """
 
     frames: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """A SUBSCRIBE command (3.1); 3.0 peers send a message instead: see parse_subscription()."""
+    """A SUBSCRIBE command (3.1); 3.0 peers send a message instead: see parse_subscription().
+
+    Attributes:
+        topic: the prefix subscribed to.
+    """
 
     topic: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """A CANCEL command (3.1); 3.0 peers send a message instead: see parse_subscription()."""
+    """A CANCEL command (3.1); 3.0 peers send a message instead: see parse_subscription().
+
+    Attributes:
+        topic: the prefix unsubscribed from.
+    """
 
     topic: bytes
 
@@ -70,7 +89,12 @@ class Cancel:
 @dataclass(frozen=True, slots=True)
 class Ping:
     """A PING (TTL hint in deciseconds): answer ``encode_pong(context)``. As libzmq does, a
-    context over 16 bytes is cut to 16, so that it can be echoed."""
+    context over 16 bytes is cut to 16, so that it can be echoed.
+
+    Attributes:
+        ttl: the peer's time-to-live hint, in deciseconds.
+        context: up to 16 bytes to echo in the PONG.
+    """
 
     ttl: int
     context: bytes
@@ -78,21 +102,34 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Pong:
-    """A PONG, echoing the context of one of our PINGs."""
+    """A PONG, echoing the context of one of our PINGs.
+
+    Attributes:
+        context: the context of the PING answered.
+    """
 
     context: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """The peer sent ERROR: it refuses the connection for good; close, do not retry as is."""
+    """The peer sent ERROR: it refuses the connection for good; close, do not retry as is.
+
+    Attributes:
+        reason: the peer's reason, as text.
+    """
 
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class UnknownCommand:
-    """A well-formed command without meaning here (libzmq ignores these)."""
+    """A well-formed command without meaning here (libzmq ignores these).
+
+    Attributes:
+        name: the command's name.
+        data: its body.
+    """
 
     name: str
     data: bytes

@@ -40,6 +40,13 @@ def mismatch_reason(ours: str, theirs: str) -> str:
     The reason is printable ASCII without spaces (the grammar's VCHAR), well under 255 bytes,
     e.g. ``"Incompatible-Socket-Type:PUSH-cannot-talk-to-PUSH"``. (libzmq itself sends no ERROR
     on a mismatch: it just closes the connection.)
+
+    Args:
+        ours: our socket type, such as ``"PUSH"``.
+        theirs: the peer's socket type.
+
+    Returns:
+        the reason text.
     """
     clean = "".join(c if "!" <= c <= "~" else "?" for c in theirs[:64])
     return f"Incompatible-Socket-Type:{ours}-cannot-talk-to-{clean}"

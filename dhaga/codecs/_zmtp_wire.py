@@ -36,6 +36,9 @@ def parse_subscription(frame: bytes) -> Subscribe | Cancel | None:
     libzmq's XPUB accepts this form from every peer, 3.1 included, so a PUB/XPUB socket layer
     should try it on what a SUB/XSUB sends, whatever the negotiated version.
 
+    Args:
+        frame: the first (only) frame of a message from a subscriber.
+
     Returns:
         Subscribe or Cancel with the topic; None if the frame is not a subscription.
     """

@@ -159,6 +159,7 @@ class BinaryStar:
 
     @property
     def active(self) -> bool:
+        """True while this server is the active one of the pair (it serves clients)."""
         return self._state is State.ACTIVE
 
     @property
@@ -192,7 +193,14 @@ class BinaryStar:
         return self._execute(Event.CLIENT_REQUEST)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Block until the pair split (see ``failed``) or `close` was called."""
+        """Block until the pair split (see ``failed``) or `close` was called.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True once stopped; False if the timeout expired first.
+        """
         return self._stopped.wait(timeout)
 
     def close(self) -> None:

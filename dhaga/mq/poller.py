@@ -38,7 +38,12 @@ class Poller:
         self._items: dict[Any, int] = {}
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
-        """Watch ``socket`` for ``flags`` (POLLIN, POLLOUT or both); 0 unregisters it."""
+        """Watch ``socket`` for ``flags`` (POLLIN, POLLOUT or both); 0 unregisters it.
+
+        Args:
+            socket: a dhaga.mq `Socket`.
+            flags: ``POLLIN``, ``POLLOUT`` or both (or-ed); 0 unregisters.
+        """
         if flags & ~(POLLIN | POLLOUT):
             raise ValueError("flags are POLLIN, POLLOUT or POLLIN | POLLOUT")
         if flags:
@@ -50,6 +55,9 @@ class Poller:
 
     def unregister(self, socket: Any) -> None:
         """Stop watching ``socket``.
+
+        Args:
+            socket: a registered socket.
 
         Raises:
             KeyError: it was not registered.

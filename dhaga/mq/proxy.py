@@ -37,6 +37,11 @@ def proxy(frontend: Any, backend: Any, capture: Any = None) -> None:
     XSUB/XPUB, PULL/PUSH...). Every message forwarded is also sent to ``capture`` if given.
     Returns when either socket is closed; killing the calling dhaga stops the proxy.
 
+    Args:
+        frontend: one socket of the device.
+        backend: the other socket.
+        capture: a socket that gets a copy of every message forwarded, or None.
+
     Raises:
         ValueError: neither direction is possible with these socket types.
     """

@@ -156,6 +156,9 @@ class Socket:
         """Accept connections at ``endpoint``: ``tcp://host:port``, ``ipc://path``,
         ``inproc://name``. Port ``*`` or 0 (and ``ipc://*``) pick a free one.
 
+        Args:
+            endpoint: where to listen.
+
         Returns:
             the actual endpoint, e.g. ``tcp://127.0.0.1:40123``.
 
@@ -174,6 +177,9 @@ class Socket:
 
         Messages for this peer queue (up to ``sndhwm``) before the connection is up.
 
+        Args:
+            endpoint: ``tcp://host:port``, ``ipc://path`` or ``inproc://name``.
+
         Raises:
             ValueError: the endpoint is malformed or its transport unknown.
         """
@@ -183,11 +189,19 @@ class Socket:
         self.last_endpoint = endpoint
 
     def unbind(self, endpoint: str) -> None:
-        """Stop accepting at ``endpoint`` (as returned by `bind`) and drop its connections."""
+        """Stop accepting at ``endpoint`` (as returned by `bind`) and drop its connections.
+
+        Args:
+            endpoint: an endpoint `bind` returned.
+        """
         self._drop_endpoint(endpoint)
 
     def disconnect(self, endpoint: str) -> None:
-        """Stop connecting to ``endpoint`` and drop the connection to it."""
+        """Stop connecting to ``endpoint`` and drop the connection to it.
+
+        Args:
+            endpoint: an endpoint given to `connect`.
+        """
         self._drop_endpoint(endpoint)
 
     def _drop_endpoint(self, endpoint: str) -> None:
@@ -200,6 +214,11 @@ class Socket:
     # ------------------------------------------------------------------ sending
     def send(self, data: Any, more: bool = False, timeout: float | None = None) -> None:
         """Send one frame; with ``more`` it is kept until the message's last frame is sent.
+
+        Args:
+            data: the frame (bytes-like; a str is refused, use `send_string`).
+            more: more frames of this message follow.
+            timeout: seconds to wait at most; None means the ``sndtimeo`` option.
 
         Raises:
             Timeout: the message could not be queued in time (every peer full, or none).
@@ -221,6 +240,10 @@ class Socket:
     def send_multipart(self, frames: Iterable[Any], timeout: float | None = None) -> None:
         """Send a whole message (at least one frame; frames may be empty).
 
+        Args:
+            frames: the message's frames, bytes-like.
+            timeout: seconds to wait at most; None means the ``sndtimeo`` option.
+
         Raises:
             as `send`; ValueError for a message without frames.
         """
@@ -235,7 +258,14 @@ class Socket:
 
     def send_string(self, text: str, more: bool = False, encoding: str = "utf-8",
                     timeout: float | None = None) -> None:
-        """Send ``text`` encoded (UTF-8 by default) as one frame."""
+        """Send ``text`` encoded (UTF-8 by default) as one frame.
+
+        Args:
+            text: the frame's text.
+            more: more frames of this message follow.
+            encoding: the text's encoding.
+            timeout: seconds to wait at most; None means the ``sndtimeo`` option.
+        """
         self.send(text.encode(encoding), more, timeout)
 
     def _send_wait(self, msg: Message, timeout: float | None) -> None:
@@ -256,6 +286,12 @@ class Socket:
     def recv(self, timeout: float | None = None) -> bytes:
         """Receive the next frame; `rcvmore` tells whether the message has more.
 
+        Args:
+            timeout: seconds to wait at most; None means the ``rcvtimeo`` option.
+
+        Returns:
+            the frame's bytes.
+
         Raises:
             Timeout: nothing arrived in time.
             BadState: REQ/REP order broken. NotSupported: this type cannot receive.
@@ -274,6 +310,12 @@ class Socket:
     def recv_multipart(self, timeout: float | None = None) -> list[bytes]:
         """Receive a whole message (the rest of it, after `recv` took its first frames).
 
+        Args:
+            timeout: seconds to wait at most; None means the ``rcvtimeo`` option.
+
+        Returns:
+            the message's frames.
+
         Raises:
             as `recv`.
         """
@@ -286,7 +328,20 @@ class Socket:
         return msg
 
     def recv_string(self, encoding: str = "utf-8", timeout: float | None = None) -> str:
-        """Receive one frame, decoded (UTF-8 by default)."""
+        """Receive one frame, decoded (UTF-8 by default).
+
+        Args:
+            encoding: the frame's encoding.
+            timeout: seconds to wait at most; None means the ``rcvtimeo`` option.
+
+        Returns:
+            the decoded frame.
+
+        Raises:
+            dhaga.Timeout: no frame within the timeout.
+            SocketClosed: the socket was closed.
+            UnicodeDecodeError: the frame is not valid in ``encoding``.
+        """
         return self.recv(timeout).decode(encoding)
 
     def _recv_wait(self, timeout: float | None) -> Message:
@@ -350,7 +405,11 @@ class Socket:
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, prefix: bytes | str) -> None:
         """SUB/XSUB: receive the messages whose first frame starts with ``prefix``
-        (``b""``: everything). Each call needs its own `unsubscribe`."""
+        (``b""``: everything). Each call needs its own `unsubscribe`.
+
+        Args:
+            prefix: the topic prefix (a str is UTF-8 encoded).
+        """
         strategy = self._strategy
         if not isinstance(strategy, Sub):
             self._check_open()
@@ -358,7 +417,11 @@ class Socket:
         strategy.subscribe(prefix.encode() if isinstance(prefix, str) else bytes(prefix))
 
     def unsubscribe(self, prefix: bytes | str) -> None:
-        """SUB/XSUB: undo one `subscribe` of ``prefix``."""
+        """SUB/XSUB: undo one `subscribe` of ``prefix``.
+
+        Args:
+            prefix: a prefix given to `subscribe`.
+        """
         strategy = self._strategy
         if not isinstance(strategy, Sub):
             self._check_open()

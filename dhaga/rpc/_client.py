@@ -115,6 +115,14 @@ class Client:
     `ConnectionLost` and the next call connects again. Endpoints are symmetric: handlers
     registered here serve the requests and notifications the server sends.
 
+    Attributes:
+        proxy: ``client.proxy.add(1, 2)`` is ``client.call("add", 1, 2)``; ``proxy["a.b"]``
+            reaches any name.
+        methods: the `Methods` registry of handlers for the server's requests.
+        address: the server's address, as given.
+        timeout: the default timeout of `call`.
+        connections_opened: how many connections this client has opened so far.
+
     Example:
         with Client(("127.0.0.1", 8000), timeout=5) as client:
             assert client.call("add", 1, 2) == 3
@@ -166,15 +174,39 @@ class Client:
 
     # ------------------------------------------------------------------ handlers
     def register(self, name: str, fn: Callable[..., Any]) -> None:
-        """Serve the server's requests and notifications named ``name`` with ``fn(*params)``."""
+        """Serve the server's requests and notifications named ``name`` with ``fn(*params)``.
+
+        Args:
+            name: the method name peers send.
+            fn: called with the request's parameters; its return value is the reply.
+
+        Raises:
+            TypeError: ``name`` is not a str or ``fn`` is not callable.
+        """
         self.methods.register(name, fn)
 
     def method(self, fn: F | None = None, *, name: str | None = None) -> Any:
-        """Decorator form of `register`: ``@client.method`` or ``@client.method(name=...)``."""
+        """Decorator form of `register`: ``@client.method`` or ``@client.method(name=...)``.
+
+        Args:
+            fn: the function, when used bare (``@x.method``).
+            name: the method name to register under, instead of the function's own.
+
+        Returns:
+            the function unchanged (bare), or a decorator (called with ``name``).
+        """
         return self.methods.method(fn, name=name)
 
     def register_object(self, obj: object, prefix: str = "") -> list[str]:
-        """Register every public method of ``obj`` under ``prefix + name``."""
+        """Register every public method of ``obj`` under ``prefix + name``.
+
+        Args:
+            obj: the object whose public methods (names not starting with ``_``) to serve.
+            prefix: prepended to each method's name.
+
+        Returns:
+            the names registered.
+        """
         return self.methods.register_object(obj, prefix)
 
     # ------------------------------------------------------------------ connection
@@ -193,6 +225,12 @@ class Client:
         """Open the connection now, unless one is open; return it.
 
         Dhagas that call at once share one attempt: if it fails, they all see its error.
+
+        Args:
+            timeout: seconds for this attempt; by default the client's ``connect_timeout``.
+
+        Returns:
+            the open `Connection`.
 
         Raises:
             ConnectionLost: the client was closed.
@@ -270,6 +308,10 @@ class Client:
 
     def notify(self, method: str, *args: Any) -> None:
         """Send a notification (no reply); connects first if needed.
+
+        Args:
+            method: the peer's method name.
+            *args: its parameters (any msgpack-serialisable values).
 
         Raises:
             ConnectionLost: the client is closed or the connection has just ended.

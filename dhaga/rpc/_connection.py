@@ -64,6 +64,9 @@ def current_connection() -> Connection:
 
     A handler uses it to call back the peer that called it (Neovim plugins do this).
 
+    Returns:
+        the `Connection` (use its ``call``/``notify`` to reach the caller).
+
     Raises:
         LookupError: the caller is not running an RPC handler.
     """
@@ -186,6 +189,10 @@ class Connection:
 
         Returns once the message is queued; `close` still sends it.
 
+        Args:
+            method: the peer's method name.
+            *args: its parameters (any msgpack-serialisable values).
+
         Raises:
             ConnectionLost: the connection has ended.
             TypeError: a parameter has no msgpack form.
@@ -218,7 +225,11 @@ class Connection:
 
     # ------------------------------------------------------------------ the reader
     def start(self) -> Dhaga:
-        """Start the reader in a new dhaga; returns it."""
+        """Start the reader in a new dhaga; returns it.
+
+        Returns:
+            the reader's `Dhaga`.
+        """
         self._reader = self._sched.spawn(self.serve)
         self._reader.name = f"rpc-reader-{self.peer}"
         return self._reader

@@ -14,7 +14,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def format_error(exc: Exception) -> Any:
-    """The default error object for a failed handler: ``[type name, message]``."""
+    """The default error object for a failed handler: ``[type name, message]``.
+
+    Args:
+        exc: the exception the handler raised.
+
+    Returns:
+        ``[type(exc).__name__, str(exc)]``.
+    """
     return [type(exc).__name__, str(exc)]
 
 
@@ -23,6 +30,12 @@ def neovim_error(exc: Exception) -> Any:
 
     Neovim (0.7 at least) shows any other error object as "unknown error"; pass this as
     ``format_error`` to endpoints that Neovim calls.
+
+    Args:
+        exc: the exception the handler raised.
+
+    Returns:
+        ``[0, "<type name>: <message>"]``.
     """
     return [0, f"{type(exc).__name__}: {exc}"]
 
@@ -46,11 +59,22 @@ class Methods:
         return sorted(self._fns)
 
     def get(self, name: str) -> Callable[..., Any] | None:
-        """The handler for ``name``, or None."""
+        """The handler for ``name``, or None.
+
+        Args:
+            name: a method name.
+
+        Returns:
+            its handler, or None when nothing is registered under it.
+        """
         return self._fns.get(name)
 
     def register(self, name: str, fn: Callable[..., Any]) -> None:
         """Handle requests and notifications named ``name`` with ``fn(*params)``.
+
+        Args:
+            name: the method name peers send.
+            fn: called with the request's parameters; its return value is the reply.
 
         Raises:
             TypeError: ``name`` is not a str or ``fn`` is not callable.
@@ -64,6 +88,9 @@ class Methods:
     def unregister(self, name: str) -> None:
         """Forget the handler for ``name``.
 
+        Args:
+            name: a registered method name.
+
         Raises:
             KeyError: none was registered.
         """
@@ -73,6 +100,13 @@ class Methods:
         """Decorator registering a function under its own name, or under ``name``.
 
         Usable bare (``@server.method``) or called (``@server.method(name="add")``).
+
+        Args:
+            fn: the function, when used bare.
+            name: the method name to register under, instead of the function's own.
+
+        Returns:
+            the function unchanged (bare), or a decorator (called with ``name``).
         """
         def decorate(f: F) -> F:
             self.register(name if name is not None else f.__name__, f)

@@ -58,6 +58,9 @@ def _bind(address: Any, backlog: int, reuse_port: bool) -> Any:
 class Server:
     """A msgpack-rpc server: each request runs in its own dhaga, each connection is symmetric.
 
+    Attributes:
+        methods: the `Methods` registry of handlers.
+
     Example:
         server = Server()
 
@@ -105,15 +108,39 @@ class Server:
 
     # ------------------------------------------------------------------ handlers
     def register(self, name: str, fn: Callable[..., Any]) -> None:
-        """Serve requests and notifications named ``name`` with ``fn(*params)``."""
+        """Serve requests and notifications named ``name`` with ``fn(*params)``.
+
+        Args:
+            name: the method name peers send.
+            fn: called with the request's parameters; its return value is the reply.
+
+        Raises:
+            TypeError: ``name`` is not a str or ``fn`` is not callable.
+        """
         self.methods.register(name, fn)
 
     def method(self, fn: F | None = None, *, name: str | None = None) -> Any:
-        """Decorator form of `register`: ``@server.method`` or ``@server.method(name=...)``."""
+        """Decorator form of `register`: ``@server.method`` or ``@server.method(name=...)``.
+
+        Args:
+            fn: the function, when used bare (``@x.method``).
+            name: the method name to register under, instead of the function's own.
+
+        Returns:
+            the function unchanged (bare), or a decorator (called with ``name``).
+        """
         return self.methods.method(fn, name=name)
 
     def register_object(self, obj: object, prefix: str = "") -> list[str]:
-        """Register every public method of ``obj`` under ``prefix + name``."""
+        """Register every public method of ``obj`` under ``prefix + name``.
+
+        Args:
+            obj: the object whose public methods (names not starting with ``_``) to serve.
+            prefix: prepended to each method's name.
+
+        Returns:
+            the names registered.
+        """
         return self.methods.register_object(obj, prefix)
 
     # ------------------------------------------------------------------ listening
@@ -131,13 +158,17 @@ class Server:
         May be called several times to serve several addresses.
 
         Args:
+            address: ``(host, port)`` (port 0 picks a free port) or a Unix socket path.
             ssl_context: a server-side context: connections on this address speak TLS.
+            backlog: the listen backlog.
+            reuse_port: set ``SO_REUSEPORT`` (several processes serving one port).
 
         Returns:
             The bound address (the port resolved).
 
         Raises:
             OSError: the address could not be bound (in use, bad path...).
+            RuntimeError: the server was stopped.
         """
         if self._stopping:
             raise RuntimeError("a stopped Server cannot listen again")

@@ -51,6 +51,11 @@ class WSGIServer:
     dhaga or at top level. ``address`` is the bound address once started. Requests are logged
     to the ``dhaga.web.access`` logger at INFO level (nothing is formatted while that level is
     disabled); failures of the application go to ``dhaga.web``.
+
+    Attributes:
+        address: the bound address (port 0 resolved), once started; None before.
+        handler: the `WSGIHandler` serving the connections.
+        stream_server: the `dhaga.net.StreamServer` accepting them.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class WSGIServer:
 
     @property
     def app(self) -> WSGIApp:
+        """The WSGI application this server calls for every request."""
         return self.handler.app
 
     @property

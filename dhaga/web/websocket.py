@@ -55,6 +55,10 @@ class WebSocket:
 
     Not created directly: `WebSocketHandler.handle` receives one, `websocket_connect` returns
     one.
+
+    Args:
+        conn: the Tornado connection (handler or client connection) this wraps.
+        next_message: returns an awaitable of the next message (None at the end).
     """
 
     def __init__(self, conn: Any, next_message: Callable[[], Any]) -> None:
@@ -73,10 +77,12 @@ class WebSocket:
 
     @property
     def close_code(self) -> int | None:
+        """The close code the peer sent (1000: normal), or None while open or if it sent none."""
         return getattr(self._conn, "close_code", None)
 
     @property
     def close_reason(self) -> str | None:
+        """The close reason the peer sent, or None."""
         return getattr(self._conn, "close_reason", None)
 
     def _closed_error(self) -> WebSocketClosed:
@@ -84,6 +90,12 @@ class WebSocket:
 
     def receive(self, timeout: float | None = None) -> Message:
         """Wait for the next message (``str`` for text, ``bytes`` for binary).
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the message.
 
         Raises:
             WebSocketClosed: the connection is closed (and every message before it was read).
@@ -108,6 +120,12 @@ class WebSocket:
              timeout: float | None = None) -> None:
         """Send a message (a dict is sent as JSON) and wait until it has been written.
 
+        Args:
+            message: ``str`` (a text message), ``bytes`` or a dict (sent as JSON text).
+            binary: send a binary message; otherwise a text message (bytes included, as
+                Tornado does).
+            timeout: seconds to wait at most for the write; None waits forever.
+
         Raises:
             WebSocketClosed: the connection is closed.
             Timeout: the message was not written within ``timeout`` seconds.
@@ -128,7 +146,12 @@ class WebSocket:
             pass
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Start the closing handshake (does not block); later receives raise WebSocketClosed."""
+        """Start the closing handshake (does not block); later receives raise WebSocketClosed.
+
+        Args:
+            code: the close code to send (None: none).
+            reason: the close reason to send.
+        """
         self._closed = True
         self._conn.close(code, reason)
 
@@ -210,6 +233,9 @@ def websocket_connect(url: str, timeout: float | None = None, **kwargs: Any) -> 
         url: ``ws://`` or ``wss://`` URL (or a `tornado.httpclient.HTTPRequest`).
         timeout: seconds to wait for the connection.
         kwargs: passed to `tornado.websocket.websocket_connect` (``subprotocols``...).
+
+    Returns:
+        the open `WebSocket`.
 
     Raises:
         Timeout: not connected within ``timeout`` seconds.

@@ -170,6 +170,12 @@ class WSGIHandler:
         A connection waiting for a head or a body too long has its reading side shut down
         (the head's reader answers 408), one stuck sending has both sides shut down. The
         server calls this a few times per second (`run_reaper`).
+
+        Args:
+            now: the current ``time.monotonic()``; taken when None.
+
+        Returns:
+            how many operations were ended.
         """
         if now is None:
             now = monotonic()
@@ -198,6 +204,9 @@ class WSGIHandler:
 
         Connections in the middle of a request finish it and then close; a connection that has
         not sent its first request yet is given it (its client is about to send it).
+
+        Returns:
+            how many idle connections were ended.
         """
         self.closing = True
         n = 0

@@ -147,11 +147,26 @@ class CloneClient:
         return self._synced.is_set()
 
     def wait_synced(self, timeout: float | None = None) -> bool:
-        """Block until the client has a snapshot and follows a server; False on timeout."""
+        """Block until the client has a snapshot and follows a server; False on timeout.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True once synced; False if the timeout expired first.
+        """
         return self._synced.wait(timeout)
 
     def get(self, key: str, default: bytes | None = None) -> bytes | None:
-        """The value of ``key``, or ``default``."""
+        """The value of ``key``, or ``default``.
+
+        Args:
+            key: the key.
+            default: returned when the key is not in the map.
+
+        Returns:
+            the key's value in this client's copy of the map, or ``default``.
+        """
         return self._map.get(key, default)
 
     def __contains__(self, key: object) -> bool:
@@ -172,7 +187,14 @@ class CloneClient:
         return dict(self._map)
 
     def watch(self, prefix: str = "") -> Watch:
-        """Collect the changes to keys starting with ``prefix`` from now on."""
+        """Collect the changes to keys starting with ``prefix`` from now on.
+
+        Args:
+            prefix: the keys to watch; empty watches every key.
+
+        Returns:
+            a `Watch`: iterate over it or call its ``get``; close it when done.
+        """
         w = Watch(prefix, self._watches.discard)
         self._watches.add(w)
         return w
@@ -181,6 +203,11 @@ class CloneClient:
     def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
         """Set ``key`` everywhere (an empty value deletes it); with ``ttl``, the server deletes
         it after that many seconds. The local map changes at once; the server's order wins.
+
+        Args:
+            key: the key (within the client's subtree).
+            value: the new value; a str is UTF-8 encoded.
+            ttl: seconds after which the server deletes the key; None keeps it.
 
         Raises:
             ValueError: the key is empty, reserved or too long, the value too long, or the
@@ -215,12 +242,23 @@ class CloneClient:
             self._apply(key, body or None, 0)
 
     def delete(self, key: str) -> None:
-        """Delete ``key`` everywhere."""
+        """Delete ``key`` everywhere.
+
+        Args:
+            key: the key.
+        """
         self.set(key, b"")
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every update of this client under its subtree has been published by a
-        server (or given up on after several resends); False on timeout."""
+        server (or given up on after several resends); False on timeout.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True once every update was published (or given up on); False on timeout.
+        """
         return self._all_confirmed.wait(timeout)
 
     def close(self) -> None:

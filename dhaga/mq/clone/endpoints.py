@@ -68,6 +68,14 @@ def free_base(host: str = "127.0.0.1", count: int = 4, attempts: int = 200) -> s
     looked for below the ephemeral range, where outgoing connections never land: after many
     short connections most ephemeral ports sit in TIME_WAIT and cannot be bound.
 
+    Args:
+        host: the address to probe the ports on.
+        count: how many consecutive ports must be free.
+        attempts: how many blocks to try before giving up.
+
+    Returns:
+        ``tcp://host:P``, the block's first port.
+
     Raises:
         OSError: no free block found.
     """

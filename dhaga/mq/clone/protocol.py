@@ -103,11 +103,25 @@ class KVMsg:
         return None if text is None else parse_ttl(text)
 
     def with_sequence(self, sequence: int) -> KVMsg:
-        """This message renumbered."""
+        """This message renumbered.
+
+        Args:
+            sequence: the new sequence number.
+
+        Returns:
+            a copy of this message with that sequence number.
+        """
         return replace(self, sequence=sequence)
 
     def with_ttl(self, ttl: float | None) -> KVMsg:
-        """This message with its ``ttl`` property replaced (None: removed)."""
+        """This message with its ``ttl`` property replaced (None: removed).
+
+        Args:
+            ttl: seconds, or None to remove the property.
+
+        Returns:
+            a copy of this message with that ``ttl``.
+        """
         props = {k: v for k, v in self.properties.items() if k != "ttl"}
         if ttl is not None:
             props["ttl"] = format_ttl(ttl)

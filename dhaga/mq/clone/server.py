@@ -118,10 +118,18 @@ class CloneServer:
 
     @property
     def active(self) -> bool:
+        """True while this server is active (it answers snapshots and publishes updates)."""
         return self.state is State.ACTIVE
 
     def wait_active(self, timeout: float | None = None) -> bool:
-        """Block until this server is (or has been) active."""
+        """Block until this server is (or has been) active.
+
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            True once the server is or has been active; False if the timeout expired first.
+        """
         return self._became_active.wait(timeout)
 
     # ------------------------------------------------------------------ life cycle

@@ -41,6 +41,10 @@ class Watch:
 
     Iterate over it (blocking), or call `get`. Made by `CloneClient.watch`; close it (or
     leave its ``with`` block) to stop collecting.
+
+    Args:
+        prefix: the keys watched.
+        forget: called with the watch when it is closed (its client stops feeding it).
     """
 
     def __init__(self, prefix: str, forget: Callable[[Watch], None]) -> None:
@@ -65,6 +69,12 @@ class Watch:
     def get(self, timeout: float | None = None) -> Change:
         """The next change.
 
+        Args:
+            timeout: seconds to wait at most; None waits forever.
+
+        Returns:
+            the next `Change`.
+
         Raises:
             dhaga.Timeout: none within ``timeout`` seconds.
             SocketClosed: the watch or its client was closed.
@@ -79,5 +89,6 @@ class Watch:
         return change
 
     def close(self) -> None:
+        """Stop collecting: queued changes are still delivered, then iteration ends and `get` raises."""
         self._forget(self)
         self._queue.put_nowait(None)
