@@ -446,11 +446,11 @@ class Scheduler:
         self._idle.clear()
         self.timers.close()
         if self._owns_loop and self._thread_id == _get_ident():
-            try:
-                if asyncio.get_event_loop_policy().get_event_loop() is self.loop:
-                    asyncio.set_event_loop(None)
-            except RuntimeError:
-                pass
+            # Read the policy's slot directly: get_event_loop() would call current_thread(),
+            # which in a thread being torn down registers a _DummyThread that never goes away.
+            local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+            if getattr(local, "_loop", None) is self.loop:
+                asyncio.set_event_loop(None)
         if self._ioloop is not None and self._owns_loop:
             self._ioloop.close()
         elif self._owns_loop and not self.loop.is_closed() and not self.loop.is_running():

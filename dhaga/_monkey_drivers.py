@@ -1,0 +1,354 @@
+"""Database drivers for `dhaga.monkey`: psycopg2 and psycopg 3 waits that park the dhaga.
+
+How this works
+--------------
+Both psycopg generations talk to libpq in non-blocking mode and ask a Python function to wait
+for the socket; dhaga supplies that function, so a query parks only its dhaga.
+
+- psycopg2: `_psycopg2_wait` is installed with ``psycopg2.extensions.set_wait_callback``.
+  ``psycopg2.connect`` is wrapped so that host names are resolved by dhaga's resolver (off the
+  loop) and passed to libpq as ``hostaddr``: libpq would otherwise resolve inside its connect
+  call, blocking the thread.
+- psycopg 3: ``psycopg.waiting.wait`` and ``wait_conn`` (whichever the module picked, the C
+  ``wait_c`` included) become `_psycopg_wait`/`_psycopg_wait_conn`. psycopg 3 resolves names in
+  Python (``socket.getaddrinfo``), which the dns patch already makes green.
+- Interruption: when a dhaga is killed or its ``dhaga.timeout()`` fires while it waits for a
+  query, the wait asks the server to cancel the query (``PQcancel``, on a new short
+  connection), reads the cancelled result off the connection, and re-raises the interruption:
+  the connection is left idle (psycopg 3; inside a transaction, in the failed state) or closed
+  (psycopg2 closes a connection whose wait callback raised). psycopg 3 does the cancel itself
+  for ``KeyboardInterrupt``; dhaga adds `Killed` and `TimeoutInterrupt` to that list.
+- Django: `patch_django` hands a request's database connections, when the request ends and they
+  may be kept (``CONN_MAX_AGE``), to the next request of the same OS thread, since each request
+  runs in a new dhaga whose ``threading.local`` starts empty.
+
+Each patch runs when its module is first imported (or at once, if it already is). This module
+knows the drivers' wait protocols; it must not know how fd waits are implemented.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import ipaddress
+import logging
+import sys
+import threading
+import time
+import types
+from typing import Any, Callable
+
+from ._fdwait import wait_any, wait_fd
+from .errors import Killed, TimeoutInterrupt
+
+__all__ = ["patch_psycopg", "patch_django", "when_imported"]
+
+log = logging.getLogger("dhaga.monkey")
+_monotonic = time.monotonic
+_CANCEL_GRACE = 5.0  # seconds a cancelled query gets to end before its connection is closed
+_INTERRUPTS = (Killed, TimeoutInterrupt)
+
+Setter = Callable[[Any, str, Any], None]
+
+
+# ---------------------------------------------------------------------- import hooks
+_pending: dict[str, list[Callable[[types.ModuleType], None]]] = {}
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs the hooks registered for a module right after the module is executed."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name not in _pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_patch(module: types.ModuleType) -> None:
+            exec_module(module)
+            for hook in _pending.pop(name, []):
+                hook(module)
+
+        # A per-spec loader wrapper: the loader object itself is shared by other modules.
+        spec.loader = _LoaderProxy(loader, exec_then_patch)
+        return spec
+
+
+class _LoaderProxy(importlib.abc.Loader):
+    def __init__(self, loader: Any, exec_module: Callable[[types.ModuleType], None]) -> None:
+        self._loader = loader
+        self.exec_module = exec_module  # type: ignore[method-assign]
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self._loader.create_module(spec)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+_finder = _AfterImport()
+
+
+def when_imported(name: str, hook: Callable[[types.ModuleType], None]) -> None:
+    """Call ``hook(module)`` now if ``name`` is imported, else right after it first is."""
+    module = sys.modules.get(name)
+    if module is not None:
+        hook(module)
+        return
+    _pending.setdefault(name, []).append(hook)
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+
+
+# ---------------------------------------------------------------------- fd readiness
+def _wait_ready(fd: int, want: int, timeout: float | None) -> int:
+    """Park until ``fd`` is ready for ``want`` (1 read, 2 write, 3 either); return what is.
+
+    Where parking is impossible (a plain thread that never used dhaga, a coroutine on the
+    loop), it blocks the thread in the real ``select``, as the driver itself would.
+    """
+    from ._monkey_select import must_block_thread
+
+    if must_block_thread():
+        return _select_ready(fd, want, timeout)
+    if want == 1:
+        return 1 if wait_fd(fd, False, timeout, keep=False) else 0
+    if want == 2:
+        return 2 if wait_fd(fd, True, timeout, keep=False) else 0
+    if not wait_any((fd,), (fd,), timeout):
+        return 0
+    return _select_ready(fd, want, 0)
+
+
+def _select_ready(fd: int, want: int, timeout: float | None) -> int:
+    from .monkey import original
+
+    r, w, _ = original("select", "select")([fd] if want & 1 else [], [fd] if want & 2 else [],
+                                           [], timeout)
+    return (1 if r else 0) | (2 if w else 0)
+
+
+# ---------------------------------------------------------------------- psycopg 3
+def _psycopg_wait(gen: Any, fileno: int, interval: float = 0.0,
+                  timeout: float | None = None) -> Any:
+    """``psycopg.waiting.wait``, parking the dhaga (``interval`` is not needed: no polling)."""
+    from psycopg import errors
+
+    deadline = None if timeout is None else _monotonic() + timeout
+    try:
+        s = next(gen)
+        while True:
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            s = gen.send(_wait_ready(fileno, s, left))
+            if deadline is not None and _monotonic() >= deadline:
+                raise errors._WaitTimeout("wait timeout expired")
+    except StopIteration as stop:
+        return stop.value
+
+
+def _psycopg_wait_conn(gen: Any, interval: float = 0.0, timeout: float | None = None) -> Any:
+    """``psycopg.waiting.wait_conn`` (the file descriptor may change while connecting)."""
+    from psycopg import errors
+
+    deadline = None if timeout is None else _monotonic() + timeout
+    try:
+        fileno, s = next(gen)
+        while True:
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            fileno, s = gen.send(_wait_ready(fileno, s, left))
+            if deadline is not None and _monotonic() >= deadline:
+                raise errors._WaitTimeout("wait timeout expired")
+    except StopIteration as stop:
+        return stop.value
+
+
+def _patch_psycopg3(set_: Setter) -> Callable[[types.ModuleType], None]:
+    def hook(_: types.ModuleType) -> None:
+        import psycopg.connection
+        import psycopg.waiting
+
+        set_(psycopg.waiting, "wait", _psycopg_wait)
+        set_(psycopg.waiting, "wait_conn", _psycopg_wait_conn)
+        interrupted = tuple(psycopg.connection._INTERRUPTED)
+        if not all(exc in interrupted for exc in _INTERRUPTS):
+            # Connection.wait cancels the query on the server for these, then re-raises.
+            set_(psycopg.connection, "_INTERRUPTED", interrupted + _INTERRUPTS)
+
+    return hook
+
+
+# ---------------------------------------------------------------------- psycopg2
+def _psycopg2_wait(conn: Any, timeout: float | None = None) -> None:
+    """The psycopg2 wait callback: park until the connection's operation completes."""
+    import psycopg2.extensions as ext
+
+    fd = conn.fileno()
+    try:
+        while True:
+            state = conn.poll()
+            if state == ext.POLL_OK:
+                return
+            if state == ext.POLL_READ:
+                _wait_ready(fd, 1, None)
+            elif state == ext.POLL_WRITE:
+                _wait_ready(fd, 2, None)
+            else:  # pragma: no cover - psycopg2 documents no other state
+                raise conn.OperationalError(f"bad state from poll: {state}")
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise
+        _psycopg2_cancel(conn)
+        raise
+
+
+def _psycopg2_cancel(conn: Any) -> None:
+    """Cancel the query running on ``conn`` on the server and read its end (bounded)."""
+    import psycopg2
+    import psycopg2.extensions as ext
+
+    if conn.closed or conn.status == ext.STATUS_SETUP:
+        return  # interrupted while connecting: nothing runs on the server yet
+    try:
+        conn.cancel()  # PQcancel: a short blocking round trip on a new connection
+        fd = conn.fileno()
+        deadline = _monotonic() + _CANCEL_GRACE
+        while True:
+            try:
+                state = conn.poll()
+            except psycopg2.Error:
+                return  # the QueryCanceled result (or the query's own error): it has ended
+            if state == ext.POLL_OK:
+                return
+            left = deadline - _monotonic()
+            if left <= 0 or not _wait_ready(fd, 2 if state == ext.POLL_WRITE else 1, left):
+                log.warning("query not ended %.0fs after its cancel: closing the connection",
+                            _CANCEL_GRACE)
+                conn.close()
+                return
+    except BaseException as exc:  # interrupted again, or the cancel failed: unknown state
+        log.warning("cancelling the interrupted query failed (%s): closing the connection",
+                    type(exc).__name__)
+        conn.close()
+        if not isinstance(exc, Exception):
+            raise
+
+
+def _green_hostaddr(params: dict[str, Any]) -> dict[str, Any]:
+    """Add ``hostaddr`` for host names, resolved by dhaga's resolver (off the loop)."""
+    host = params.get("host")
+    if not host or params.get("hostaddr"):
+        return params
+    hosts = str(host).split(",")
+    if any(h.startswith("/") or not h for h in hosts):
+        return params  # unix socket directories: nothing to resolve
+    port = str(params.get("port") or 5432).split(",")[0]
+    addrs = []
+    for h in hosts:
+        try:
+            ipaddress.ip_address(h)
+            addrs.append(h)
+            continue
+        except ValueError:
+            pass
+        import socket
+
+        from ._dns import getaddrinfo
+
+        infos = getaddrinfo(h, int(port), 0, socket.SOCK_STREAM)
+        addrs.append(infos[0][4][0])
+    return dict(params, hostaddr=",".join(addrs))
+
+
+def _patch_psycopg2(set_: Setter) -> Callable[[types.ModuleType], None]:
+    def hook(_: types.ModuleType) -> None:
+        import psycopg2
+        import psycopg2.extensions as ext
+
+        ext.set_wait_callback(_psycopg2_wait)
+        std_connect = psycopg2.connect
+        if getattr(std_connect, "__dhaga_green__", False):
+            return
+
+        def connect(dsn: str | None = None, connection_factory: Any = None,
+                    cursor_factory: Any = None, **kwargs: Any) -> Any:
+            from ._monkey_select import must_block_thread
+
+            if not must_block_thread():
+                params = ext.parse_dsn(dsn or "")
+                params.update({k: v for k, v in kwargs.items() if v is not None})
+                resolved = _green_hostaddr(params)
+                if resolved is not params:
+                    dsn, kwargs = ext.make_dsn(**resolved), {}
+            return std_connect(dsn, connection_factory=connection_factory,
+                               cursor_factory=cursor_factory, **kwargs)
+
+        connect.__doc__ = std_connect.__doc__
+        connect.__dhaga_green__ = True  # type: ignore[attr-defined]
+        set_(psycopg2, "connect", connect)
+
+    return hook
+
+
+def patch_psycopg(set_: Setter) -> None:
+    """Patch psycopg2 and psycopg 3 now, or when each is first imported."""
+    when_imported("psycopg2", _patch_psycopg2(set_))
+    when_imported("psycopg", _patch_psycopg3(set_))
+
+
+# ---------------------------------------------------------------------- Django
+_idle_lock = threading.Lock()
+_idle: dict[tuple[int, str], list[Any]] = {}  # (OS thread, alias) -> kept connections
+
+
+def _park_connections(**_: Any) -> None:
+    """At request end: keep this dhaga's reusable connections for the next request."""
+    from django.db import connections
+
+    thread = threading.get_ident()
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block:
+            continue
+        conn.close_if_unusable_or_obsolete()
+        if conn.connection is None:
+            continue  # closed: CONN_MAX_AGE=0, expired, or broken
+        with _idle_lock:
+            _idle.setdefault((thread, conn.alias), []).append(conn)
+        delattr(connections._connections, conn.alias)
+
+
+def _reuse_connections(**_: Any) -> None:
+    """At request start: give this dhaga the connections an earlier request kept."""
+    from django.db import connections
+
+    thread = threading.get_ident()
+    for alias in connections:
+        with _idle_lock:
+            kept = _idle.get((thread, alias))
+            conn = kept.pop() if kept else None
+        if conn is not None and getattr(connections._connections, alias, None) is None:
+            connections[alias] = conn
+
+
+def patch_django(set_: Setter | None = None) -> None:
+    """Reuse Django's connections across requests (each request runs in a new dhaga)."""
+
+    def hook(_: types.ModuleType) -> None:
+        from django.core import signals
+        from django.db import close_old_connections
+
+        # Order matters: Django's own close_old_connections runs first on both signals.
+        signals.request_started.connect(_reuse_connections, dispatch_uid="dhaga-reuse")
+        signals.request_finished.disconnect(close_old_connections)
+        signals.request_finished.connect(_park_connections, dispatch_uid="dhaga-park")
+
+    when_imported("django.db", hook)
