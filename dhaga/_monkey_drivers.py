@@ -41,7 +41,7 @@ from typing import Any, Callable
 from ._fdwait import wait_any, wait_fd
 from .errors import Killed, TimeoutInterrupt
 
-__all__ = ["patch_psycopg", "patch_django", "when_imported"]
+__all__ = ["patch_psycopg", "patch_pymysql", "patch_django", "when_imported"]
 
 log = logging.getLogger("dhaga.monkey")
 _monotonic = time.monotonic
@@ -303,6 +303,55 @@ def patch_psycopg(set_: Setter) -> None:
     """Patch psycopg2 and psycopg 3 now, or when each is first imported."""
     when_imported("psycopg2", _patch_psycopg2(set_))
     when_imported("psycopg", _patch_psycopg3(set_))
+
+
+# ---------------------------------------------------------------------- PyMySQL
+def _pymysql_kill_query(conn: Any) -> None:
+    """``KILL QUERY`` the statement ``conn`` runs, from a short second connection."""
+    import pymysql
+
+    other = pymysql.connect(host=conn.host, port=conn.port, user=conn.user,
+                            password=conn.password, unix_socket=conn.unix_socket,
+                            connect_timeout=_CANCEL_GRACE, ssl_disabled=True)
+    try:
+        with other.cursor() as cur:
+            cur.execute(f"KILL QUERY {int(conn.server_thread_id[0])}")
+    finally:
+        other.close()
+
+
+def _patch_pymysql(set_: Setter) -> Callable[[types.ModuleType], None]:
+    def hook(module: types.ModuleType) -> None:
+        std_query = module.Connection.query
+        if getattr(std_query, "__dhaga_green__", False):
+            return
+
+        def query(self: Any, sql: Any, unbuffered: bool = False) -> Any:
+            try:
+                return std_query(self, sql, unbuffered)
+            except BaseException as exc:
+                if isinstance(exc, Exception) or not self.server_thread_id:
+                    raise
+                # Interrupted mid-query (kill, timeout): PyMySQL closed the socket, but the
+                # server runs the statement on until it next looks at the client: stop it.
+                self._force_close()
+                try:
+                    _pymysql_kill_query(self)
+                except Exception as kill_exc:  # noqa: BLE001 - the interruption wins
+                    if getattr(kill_exc, "args", (None,))[0] != 1094:  # it had already ended
+                        log.warning("KILL QUERY after an interruption failed: %r", kill_exc)
+                raise
+
+        query.__dhaga_green__ = True  # type: ignore[attr-defined]
+        query.__doc__ = std_query.__doc__
+        set_(module.Connection, "query", query)
+
+    return hook
+
+
+def patch_pymysql(set_: Setter) -> None:
+    """Make PyMySQL stop a query on the server when its dhaga is interrupted."""
+    when_imported("pymysql.connections", _patch_pymysql(set_))
 
 
 # ---------------------------------------------------------------------- Django

@@ -71,6 +71,9 @@ _EXEMPT_PACKAGES = ("dhaga", "asyncio", "tornado", "concurrent", "uvloop", "sele
                     "select", "time", "ssl", "threading", "queue", "subprocess", "gevent",
                     "greenlet", "importlib", "encodings", "typing", "pytest", "_pytest", "pluggy")
 _EXEMPT_DOTTED = tuple(p + "." for p in _EXEMPT_PACKAGES)
+#: Patched modules whose originals are held everywhere on purpose (locks made at import time
+#: by the standard library and dhaga itself); not reported as stale references.
+_SHARED_ORIGINALS = ("threading", "queue", "subprocess", "subprocess.Popen")
 
 
 def _exempt(name: str) -> bool:
@@ -297,10 +300,12 @@ def patch_psycopg() -> None:
 
 
 def patch_drivers() -> None:
-    """`patch_psycopg`, plus Django's connection reuse across dhagas (``CONN_MAX_AGE``)."""
+    """`patch_psycopg`; PyMySQL's interrupted queries killed on the server; Django's
+    connections reused across requests (``CONN_MAX_AGE``)."""
     from . import _monkey_drivers
 
     patch_psycopg()
+    _monkey_drivers.patch_pymysql(_set)
     _monkey_drivers.patch_django()
     _patched.add("drivers")
 
@@ -310,6 +315,8 @@ def _stale_references() -> dict[str, list[str]]:
     """Modules holding, under some name, an original object that the patches replace."""
     targets: dict[int, str] = {}
     for (mod, attr), value in _originals.items():
+        if mod in _SHARED_ORIGINALS:
+            continue  # the stdlib itself holds _thread.allocate_lock & co.: not a mistake
         if value is not _MISSING and callable(value):
             targets[id(value)] = f"{mod}.{attr}"
     found: dict[str, list[str]] = {}

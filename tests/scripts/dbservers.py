@@ -102,7 +102,8 @@ class MariaDB:
         self.port = free_port()
         self.data = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
-        self.params = {"host": "127.0.0.1", "port": self.port, "user": "root", "database": "test"}
+        self.params = {"host": "127.0.0.1", "port": self.port, "user": "root", "database": "test",
+                       "ssl_disabled": True}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> MariaDB:
