@@ -128,8 +128,10 @@ def test_python_m_dhaga_monkey_runs_an_unchanged_script():
     assert r["elapsed"] < 5  # 100 concurrent 0.2 s sleeps; sequentially 20 s
 
 
-def test_threading_patch_is_dhaga_backed():
+def test_threading_patch_is_dhaga_backed_by_default():
     r = run_child("monkey_threading.py")
+    assert r["dummies"] == [] and r["pool_names"]
+    assert r["condition"] and r["cond_class"] == "dhaga.sync"
     assert r["ok_locals"] == 100  # threading.local kept one value per green thread
     assert r["got"] and not r["alive"]
     assert r["os_threads"] == 1 and r["thread_class"] == "dhaga._monkey_threading"
