@@ -139,3 +139,46 @@ def test_pool_timeout_raises_sqlalchemys_timeout_error(flask_server):
         assert error == "sqlalchemy.exc.TimeoutError"
         assert held.result() == {"held": True}
     assert flask_server.get("/tiny") == {"error": None}
+
+
+def _django_server(kind: str, postgres_server, max_age: str) -> Server:
+    need_peer(importlib.util.find_spec("django") is not None, "the django package")
+    return Server(kind, "tests.db_django_app:application",
+                  {"DATABASE_PARAMS": json.dumps(postgres_server.params),
+                   "CONN_MAX_AGE": max_age})
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", SERVERS)
+def test_django_orm_with_conn_max_age_reuses_connections(kind, postgres_server):
+    server = _django_server(kind, postgres_server, "60")
+    try:
+        pids: set[int] = set()
+        for _ in range(3):
+            replies, elapsed = server.many("/orm?s=0.2", 50)
+            assert {r["user"] for r in replies} == {"dhaga"}  # the ORM works in dhagas
+            assert len({r["pid"] for r in replies}) == 50  # one connection per request at once
+            assert elapsed < 6  # concurrently; one at a time 10 s
+            pids |= {r["pid"] for r in replies}
+        assert len(pids) <= 60  # later rounds reused the kept connections (not 150)
+        assert server.get("/backends")["others"] <= 60  # and no more stayed open
+    finally:
+        server.stop()
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", SERVERS)
+def test_django_without_conn_max_age_closes_each_requests_connection(kind, postgres_server):
+    server = _django_server(kind, postgres_server, "0")
+    try:
+        replies, _ = server.many("/orm?s=0.1", 30)
+        assert len({r["pid"] for r in replies}) == 30
+        deadline = time.monotonic() + 5
+        others = server.get("/backends")["others"]
+        while others and time.monotonic() < deadline:  # backends exit just after the close
+            others = server.get("/backends")["others"]
+        assert others == 0  # every request closed its connection
+    finally:
+        server.stop()
