@@ -99,6 +99,8 @@ def test_redis_py_against_a_real_redis_server():
     assert r["connections"] >= 100  # the pool needed that many at once: concurrent requests
     assert r["threads"] == 1
     assert r["elapsed"] < 10  # sequentially: 500 x 0.2 s = 100 s
+    assert r["blocking_ok"] == 60
+    assert r["blocking_elapsed"] < 8  # 6 waves of ~0.2 s; with real threading locks ~50 s
 
 
 def test_select_poll_selectors_and_sleep_are_green():
