@@ -32,6 +32,7 @@ import importlib.abc
 import importlib.machinery
 import ipaddress
 import logging
+import os
 import sys
 import threading
 import time
@@ -245,8 +246,8 @@ def _psycopg2_cancel(conn: Any) -> None:
 
 def _green_hostaddr(params: dict[str, Any]) -> dict[str, Any]:
     """Add ``hostaddr`` for host names, resolved by dhaga's resolver (off the loop)."""
-    host = params.get("host")
-    if not host or params.get("hostaddr"):
+    host = params.get("host") or os.environ.get("PGHOST")
+    if not host or params.get("hostaddr") or os.environ.get("PGHOSTADDR"):
         return params
     hosts = str(host).split(",")
     if any(h.startswith("/") or not h for h in hosts):
@@ -266,7 +267,7 @@ def _green_hostaddr(params: dict[str, Any]) -> dict[str, Any]:
 
         infos = getaddrinfo(h, int(port), 0, socket.SOCK_STREAM)
         addrs.append(infos[0][4][0])
-    return dict(params, hostaddr=",".join(addrs))
+    return dict(params, host=host, hostaddr=",".join(addrs))
 
 
 def _patch_psycopg2(set_: Setter) -> Callable[[types.ModuleType], None]:
@@ -381,11 +382,18 @@ def _reuse_connections(**_: Any) -> None:
 
     thread = threading.get_ident()
     for alias in connections:
-        with _idle_lock:
-            kept = _idle.get((thread, alias))
-            conn = kept.pop() if kept else None
-        if conn is not None and getattr(connections._connections, alias, None) is None:
-            connections[alias] = conn
+        if getattr(connections._connections, alias, None) is not None:
+            continue  # this dhaga has its own already
+        while True:
+            with _idle_lock:
+                kept = _idle.get((thread, alias))
+                conn = kept.pop() if kept else None
+            if conn is None:
+                break
+            conn.close_if_unusable_or_obsolete()  # CONN_MAX_AGE may have passed while kept
+            if conn.connection is not None:
+                connections[alias] = conn
+                break
 
 
 def patch_django(set_: Setter | None = None) -> None:
