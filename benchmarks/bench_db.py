@@ -13,8 +13,9 @@ pooled connection. Servers, each one process, measured in the same run in altern
   pooled connection).
 
 A throw-away PostgreSQL 15 (tests/scripts/dbservers.py) runs on a free port. The table gives
-the median requests per second of the rounds, the median p99 latency, and the ratios the goals
-name (dhaga.web / gevent and / gthread in throughput). Usage::
+the median requests per second of the rounds, the median p99 latency, the server's CPU time
+per request (user + system of its processes: steadier than throughput on a loaded machine), and
+the ratios the goals name (dhaga.web / gevent and / gthread in throughput). Usage::
 
     python benchmarks/bench_db.py [--duration 10] [--rounds 3] [--connections 1000]
 """
@@ -122,6 +123,21 @@ def _wrk(port: int, duration: float, connections: int) -> tuple[float, float, st
     return float(rps.group(1)), float(p99.group(1)) * scale, errors.group(0) if errors else ""
 
 
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn's worker)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=10.0)
@@ -139,6 +155,7 @@ def main() -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DB_URL=pg.url)
     rps: dict[str, list[float]] = {}
     p99: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     try:
         for rnd in range(args.rounds):
             for name, cmd in _commands(0).items():
@@ -149,7 +166,9 @@ def main() -> int:
                 try:
                     _wait_ready(port, proc)
                     _wrk(port, 2, args.connections)  # warm-up: fills the pool
+                    cpu0 = _cpu(proc.pid)
                     r, p, errors = _wrk(port, args.duration, args.connections)
+                    per_request = (_cpu(proc.pid) - cpu0) / max(1.0, r * args.duration)
                 finally:
                     proc.terminate()
                     try:
@@ -160,7 +179,9 @@ def main() -> int:
                     proc.stderr.close()  # type: ignore[union-attr]
                 rps.setdefault(name, []).append(r)
                 p99.setdefault(name, []).append(p)
-                print(f"round {rnd + 1} {name:10s} {r:8.0f} req/s  p99 {p:7.1f} ms  {errors}",
+                cpu.setdefault(name, []).append(per_request * 1e6)
+                print(f"round {rnd + 1} {name:10s} {r:8.0f} req/s  p99 {p:7.1f} ms  "
+                      f"{per_request * 1e6:6.0f} µs CPU/request  {errors}",
                       file=sys.stderr, flush=True)
     finally:
         pg.stop()
@@ -168,9 +189,10 @@ def main() -> int:
     med99 = {n: statistics.median(v) for n, v in p99.items()}
     print(f"\n{args.connections} connections, pool {POOL}, query pg_sleep({QUERY_SLEEP}); "
           f"ceiling {POOL / QUERY_SLEEP:.0f} req/s; medians of {args.rounds} rounds\n")
-    print("| server | req/s | p99 latency (ms) |\n|---|---|---|")
+    medcpu = {n: statistics.median(v) for n, v in cpu.items()}
+    print("| server | req/s | p99 latency (ms) | server CPU per request (µs) |\n|---|---|---|---|")
     for n in med:
-        print(f"| {n} | {med[n]:.0f} | {med99[n]:.0f} |")
+        print(f"| {n} | {med[n]:.0f} | {med99[n]:.0f} | {medcpu[n]:.0f} |")
     d = med.get("dhaga.web", 0)
     if med.get("gevent"):
         print(f"\ndhaga.web / gevent: {d / med['gevent']:.2f}x throughput (goal >= 1.5x); "

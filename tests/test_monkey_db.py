@@ -48,9 +48,15 @@ def test_psycopg2_is_cooperative_resolves_off_the_loop_and_cancels(postgres_serv
 
 @pytest.mark.peer
 @pytest.mark.timeout(90)
-def test_psycopg3_with_its_c_speedups_is_cooperative_and_cancels(postgres_server):
+@pytest.mark.parametrize("impl", ["binary", "python"])
+def test_psycopg3_with_and_without_c_speedups_is_cooperative_and_cancels(
+        postgres_server, impl, monkeypatch):
     _need("psycopg")
+    if impl == "binary":
+        _need("psycopg_binary")
+    monkeypatch.setenv("PSYCOPG_IMPL", impl)  # psycopg uses exactly this implementation
     r = run_child("db_drivers.py", "psycopg3", json.dumps({"params": postgres_server.params}))
+    assert r["impl"] == impl
     assert r["wait_func"] == "dhaga._monkey_drivers"  # not psycopg's C wait_c
     _check_concurrent(r)
     _check_interruptions(r, {"usable"})
