@@ -37,10 +37,12 @@ import sys
 import threading
 import time
 import types
+import weakref
 from typing import Any, Callable
 
-from ._fdwait import wait_any, wait_fd
+from ._fdwait import notify_close, wait_any, wait_fd
 from .errors import Killed, TimeoutInterrupt
+from .scheduler import get_scheduler
 
 __all__ = ["patch_psycopg", "patch_pymysql", "patch_django", "when_imported"]
 
@@ -189,10 +191,52 @@ def _patch_psycopg3(set_: Setter) -> Callable[[types.ModuleType], None]:
 
 
 # ---------------------------------------------------------------------- psycopg2
+# A connection's socket stays registered with the loop between its waits (three round trips
+# per pooled query: BEGIN, the query, the reset's ROLLBACK), saving two epoll_ctl calls per
+# wait. It is registered through a duplicate descriptor that dhaga owns: psycopg2 closes its
+# own without telling anyone, and a registration left on a closed (then reused) number would
+# confuse the loop; the duplicate is unregistered and closed when the connection object goes
+# away, or when its socket changes (libpq trying the next address while connecting).
+_kept: weakref.WeakKeyDictionary[Any, tuple[int, int, Any]] = weakref.WeakKeyDictionary()
+
+
+def _release_dup(dup: int, sched: Any) -> None:
+    """Unregister and close ``dup`` on its scheduler's thread (the loop's own, if it runs)."""
+    if sched._thread_id != threading.get_ident() and not sched.loop.is_closed():
+        try:
+            sched.call_threadsafe(_release_dup, dup, sched)
+            return
+        except RuntimeError:  # the loop closed meanwhile: nothing is registered any more
+            pass
+    try:
+        notify_close(dup)
+    finally:
+        os.close(dup)
+
+
+def _kept_fd(conn: Any) -> int:
+    """The loop-registered duplicate of ``conn``'s socket (made on first use)."""
+    fd = conn.fileno()
+    entry = _kept.get(conn)
+    if entry is not None:
+        if entry[0] == fd:
+            return entry[1]
+        entry[2].detach()
+        _release_dup(entry[1], get_scheduler())
+    dup = os.dup(fd)
+    _kept[conn] = (fd, dup, weakref.finalize(conn, _release_dup, dup, get_scheduler()))
+    return dup
+
+
 def _psycopg2_wait(conn: Any, timeout: float | None = None) -> None:
     """The psycopg2 wait callback: park until the connection's operation completes."""
     import psycopg2.extensions as ext
 
+    from ._monkey_select import must_block_thread
+
+    if not must_block_thread() and conn.status != ext.STATUS_SETUP:
+        _psycopg2_wait_kept(conn)
+        return
     fd = conn.fileno()
     try:
         while True:
@@ -203,6 +247,29 @@ def _psycopg2_wait(conn: Any, timeout: float | None = None) -> None:
                 _wait_ready(fd, 1, None)
             elif state == ext.POLL_WRITE:
                 _wait_ready(fd, 2, None)
+            else:  # pragma: no cover - psycopg2 documents no other state
+                raise conn.OperationalError(f"bad state from poll: {state}")
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise
+        _psycopg2_cancel(conn)
+        raise
+
+
+def _psycopg2_wait_kept(conn: Any) -> None:
+    """`_psycopg2_wait` in a dhaga, on a connected connection: the registration is kept."""
+    import psycopg2.extensions as ext
+
+    fd = _kept_fd(conn)
+    try:
+        while True:
+            state = conn.poll()
+            if state == ext.POLL_OK:
+                return
+            if state == ext.POLL_READ:
+                wait_fd(fd, False, None)
+            elif state == ext.POLL_WRITE:
+                wait_fd(fd, True, None)
             else:  # pragma: no cover - psycopg2 documents no other state
                 raise conn.OperationalError(f"bad state from poll: {state}")
     except BaseException as exc:

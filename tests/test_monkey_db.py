@@ -42,6 +42,7 @@ def test_psycopg2_is_cooperative_resolves_off_the_loop_and_cancels(postgres_serv
     r = run_child("db_drivers.py", "psycopg2", json.dumps({"dsn": postgres_server.dsn}))
     assert r["wait_callback"] == "dhaga._monkey_drivers"
     _check_concurrent(r)
+    assert r["fds_left"] <= 0  # closed connections leave no registered duplicate behind
     assert r["by_name"] == "127.0.0.1"  # "localhost" reached libpq as a resolved hostaddr
     _check_interruptions(r, {"closed"})  # psycopg2 closes a connection whose wait failed
 

@@ -115,7 +115,14 @@ def run_psycopg2():
         finally:
             conn.close()
 
+    import gc
+    import os
+
+    dhaga.sleep(0)  # the scheduler and its loop (epoll, self-pipe) exist before counting
+    fds_before = len(os.listdir("/proc/self/fd"))
     concurrently(query)
+    gc.collect()
+    out["fds_left"] = len(os.listdir("/proc/self/fd")) - fds_before  # sockets and duplicates
     # DNS: a host name (resolved in dhaga's resolver) reaches the server
     conn = psycopg2.connect(dsn.replace("127.0.0.1", "localhost"))
     out["by_name"] = conn.get_dsn_parameters().get("hostaddr", "")

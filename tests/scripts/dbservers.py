@@ -62,7 +62,8 @@ class Postgres:
         if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-            self._as = ["runuser", "-u", "postgres", "--"]
+            runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+            self._as = [runuser or "runuser", "-u", "postgres", "--"]
         self.data = os.path.join(self.dir, "data")
         self.params = {"host": "127.0.0.1", "port": self.port, "user": self.user,
                        "dbname": "postgres"}
