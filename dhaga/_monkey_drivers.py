@@ -1,4 +1,4 @@
-"""Database drivers for `dhaga.monkey`: psycopg2 and psycopg 3 waits that park the dhaga.
+"""Database drivers for `dhaga.monkey`: psycopg2/psycopg 3 waits that park, cancellation.
 
 How this works
 --------------
@@ -18,22 +18,19 @@ for the socket; dhaga supplies that function, so a query parks only its dhaga.
   the connection is left idle (psycopg 3; inside a transaction, in the failed state) or closed
   (psycopg2 closes a connection whose wait callback raised). psycopg 3 does the cancel itself
   for ``KeyboardInterrupt``; dhaga adds `Killed` and `TimeoutInterrupt` to that list.
-- Django: `patch_django` hands a request's database connections, when the request ends and they
-  may be kept (``CONN_MAX_AGE``), to the next request of the same OS thread, since each request
-  runs in a new dhaga whose ``threading.local`` starts empty.
+- PyMySQL: a query interrupted mid-way is stopped with ``KILL QUERY`` from a second
+  connection (PyMySQL itself closes the interrupted one).
 
-Each patch runs when its module is first imported (or at once, if it already is). This module
-knows the drivers' wait protocols; it must not know how fd waits are implemented.
+Each patch runs when its module is first imported (or at once, if it already is; see
+`dhaga._monkey_imports`). This module knows the drivers' wait and cancel protocols; it must
+not know how fd waits are implemented.
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import ipaddress
 import logging
 import os
-import sys
 import threading
 import time
 import types
@@ -41,10 +38,11 @@ import weakref
 from typing import Any, Callable
 
 from ._fdwait import notify_close, wait_any, wait_fd
+from ._monkey_imports import when_imported
 from .errors import Killed, TimeoutInterrupt
 from .scheduler import get_scheduler
 
-__all__ = ["patch_psycopg", "patch_pymysql", "patch_django", "when_imported"]
+__all__ = ["patch_psycopg", "patch_pymysql"]
 
 log = logging.getLogger("dhaga.monkey")
 _monotonic = time.monotonic
@@ -52,65 +50,6 @@ _CANCEL_GRACE = 5.0  # seconds a cancelled query gets to end before its connecti
 _INTERRUPTS = (Killed, TimeoutInterrupt)
 
 Setter = Callable[[Any, str, Any], None]
-
-
-# ---------------------------------------------------------------------- import hooks
-_pending: dict[str, list[Callable[[types.ModuleType], None]]] = {}
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Runs the hooks registered for a module right after the module is executed."""
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name not in _pending:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-
-        def exec_then_patch(module: types.ModuleType) -> None:
-            exec_module(module)
-            for hook in _pending.pop(name, []):
-                hook(module)
-
-        # A per-spec loader wrapper: the loader object itself is shared by other modules.
-        spec.loader = _LoaderProxy(loader, exec_then_patch)
-        return spec
-
-
-class _LoaderProxy(importlib.abc.Loader):
-    def __init__(self, loader: Any, exec_module: Callable[[types.ModuleType], None]) -> None:
-        self._loader = loader
-        self.exec_module = exec_module  # type: ignore[method-assign]
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
-        return self._loader.create_module(spec)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-
-_finder = _AfterImport()
-
-
-def when_imported(name: str, hook: Callable[[types.ModuleType], None]) -> None:
-    """Call ``hook(module)`` now if ``name`` is imported, else right after it first is."""
-    module = sys.modules.get(name)
-    if module is not None:
-        hook(module)
-        return
-    _pending.setdefault(name, []).append(hook)
-    if _finder not in sys.meta_path:
-        sys.meta_path.insert(0, _finder)
 
 
 # ---------------------------------------------------------------------- fd readiness
@@ -420,59 +359,3 @@ def _patch_pymysql(set_: Setter) -> Callable[[types.ModuleType], None]:
 def patch_pymysql(set_: Setter) -> None:
     """Make PyMySQL stop a query on the server when its dhaga is interrupted."""
     when_imported("pymysql.connections", _patch_pymysql(set_))
-
-
-# ---------------------------------------------------------------------- Django
-_idle_lock = threading.Lock()
-_idle: dict[tuple[int, str], list[Any]] = {}  # (OS thread, alias) -> kept connections
-
-
-def _park_connections(**_: Any) -> None:
-    """At request end: keep this dhaga's reusable connections for the next request."""
-    from django.db import connections
-
-    thread = threading.get_ident()
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None or conn.in_atomic_block:
-            continue
-        conn.close_if_unusable_or_obsolete()
-        if conn.connection is None:
-            continue  # closed: CONN_MAX_AGE=0, expired, or broken
-        with _idle_lock:
-            _idle.setdefault((thread, conn.alias), []).append(conn)
-        delattr(connections._connections, conn.alias)
-
-
-def _reuse_connections(**_: Any) -> None:
-    """At request start: give this dhaga the connections an earlier request kept."""
-    from django.db import connections
-
-    thread = threading.get_ident()
-    for alias in connections:
-        if getattr(connections._connections, alias, None) is not None:
-            continue  # this dhaga has its own already
-        while True:
-            with _idle_lock:
-                kept = _idle.get((thread, alias))
-                conn = kept.pop() if kept else None
-            if conn is None:
-                break
-            conn.close_if_unusable_or_obsolete()  # CONN_MAX_AGE may have passed while kept
-            if conn.connection is not None:
-                connections[alias] = conn
-                break
-
-
-def patch_django(set_: Setter | None = None) -> None:
-    """Reuse Django's connections across requests (each request runs in a new dhaga)."""
-
-    def hook(_: types.ModuleType) -> None:
-        from django.core import signals
-        from django.db import close_old_connections
-
-        # Order matters: Django's own close_old_connections runs first on both signals.
-        signals.request_started.connect(_reuse_connections, dispatch_uid="dhaga-reuse")
-        signals.request_finished.disconnect(close_old_connections)
-        signals.request_finished.connect(_park_connections, dispatch_uid="dhaga-park")
-
-    when_imported("django.db", hook)

@@ -302,11 +302,11 @@ def patch_psycopg() -> None:
 def patch_drivers() -> None:
     """`patch_psycopg`; PyMySQL's interrupted queries killed on the server; Django's
     connections reused across requests (``CONN_MAX_AGE``)."""
-    from . import _monkey_drivers
+    from . import _monkey_django, _monkey_drivers
 
     patch_psycopg()
     _monkey_drivers.patch_pymysql(_set)
-    _monkey_drivers.patch_django()
+    _monkey_django.patch_django()
     _patched.add("drivers")
 
 
