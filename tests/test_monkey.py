@@ -127,7 +127,13 @@ def test_python_m_dhaga_monkey_runs_an_unchanged_script():
     r = run_child("-m", "dhaga.monkey", "monkey_target.py", "first", "--second")
     assert r["argv"] == ["first", "--second"] and r["name"] == "__main__"
     assert r["green_socket"] and r["green_wrap"] and r["patched"]
+    assert r["threading"] and r["subprocess"] and r["drivers"]  # as patch_all() by default
     assert r["elapsed"] < 5  # 100 concurrent 0.2 s sleeps; sequentially 20 s
+
+
+def test_python_m_dhaga_monkey_no_threading_keeps_threading_real():
+    r = run_child("-m", "dhaga.monkey", "--no-threading", "monkey_target.py")
+    assert r["patched"] and r["subprocess"] and not r["threading"]
 
 
 def test_threading_patch_is_dhaga_backed_by_default():

@@ -79,3 +79,13 @@ def test_subprocess_waits_park_the_dhaga():
     assert r["ticks"] >= 40  # ~100 expected: the loop was never stalled for long
     assert r["timeout"] == "TimeoutExpired"
     assert r["communicate"] == "done"  # the one-pipe communicate() path
+
+
+@pytest.mark.peer
+def test_patch_psycopg_alone_makes_both_drivers_cooperative(postgres_server):
+    _need("psycopg2")
+    _need("psycopg")
+    r = run_child("db_psycopg_alone.py", postgres_server.dsn)
+    assert r["sum"] == 50  # ten of each driver
+    assert r["elapsed"] < 2  # twenty 0.2 s queries at once; one at a time 4 s
+    assert not r["socket_patched"] and not r["threading_patched"]
