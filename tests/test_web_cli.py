@@ -173,8 +173,8 @@ def test_a_missing_application_module_fails_before_serving(processes):
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.parametrize("patched", [False, True])
-def test_a_wedged_server_still_exits_on_sigterm(patched):
+@pytest.mark.parametrize(("patched", "signum"), [(False, signal.SIGTERM), (True, signal.SIGINT)])
+def test_a_wedged_server_still_exits_on_sigterm_or_sigint(patched, signum):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "dhaga.web", "tests.web_wedged_app:app", "--bind", "127.0.0.1:0",
@@ -189,7 +189,7 @@ def test_a_wedged_server_still_exits_on_sigterm(patched):
         sock.sendall(b"GET /wedge HTTP/1.1\r\nHost: x\r\n\r\n")
         assert proc.stderr.readline() == b"wedging\n"  # type: ignore[union-attr]
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         code = proc.wait(timeout=20)
         assert code == 1  # ended by the watchdog: 0.5 s grace + its margin
         assert time.monotonic() - started < 15
