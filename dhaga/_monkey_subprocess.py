@@ -64,11 +64,8 @@ def _green_communicate(self: _subprocess.Popen, input: Any = None,  # noqa: A002
                        timeout: float | None = None) -> tuple[Any, Any]:
     if timeout is None and not must_block_thread():
         pipes = sum(p is not None for p in (self.stdin, self.stdout, self.stderr))
-        if pipes:
-            try:
-                return _std_communicate(self, input, _FOREVER)  # type: ignore[no-any-return]
-            except _subprocess.TimeoutExpired:  # pragma: no cover - ten years
-                raise
+        if pipes:  # any finite timeout makes the standard code take its selector path
+            return _std_communicate(self, input, _FOREVER)  # type: ignore[no-any-return]
     return _std_communicate(self, input, timeout)  # type: ignore[no-any-return]
 
 
