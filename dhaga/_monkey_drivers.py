@@ -14,7 +14,7 @@ for the socket; dhaga supplies that function, so a query parks only its dhaga.
   Python (``socket.getaddrinfo``), which the dns patch already makes green.
 - Interruption: when a dhaga is killed or its ``dhaga.timeout()`` fires while it waits for a
   query, the wait asks the server to cancel the query (``PQcancel``, on a new short
-  connection), reads the cancelled result off the connection, and re-raises the interruption:
+  connection, from a real thread for psycopg2), reads the cancelled result off the connection, and re-raises the interruption:
   the connection is left idle (psycopg 3; inside a transaction, in the failed state) or closed
   (psycopg2 closes a connection whose wait callback raised). psycopg 3 does the cancel itself
   for ``KeyboardInterrupt``; dhaga adds `Killed` and `TimeoutInterrupt` to that list.
@@ -223,10 +223,18 @@ def _psycopg2_cancel(conn: Any) -> None:
     import psycopg2
     import psycopg2.extensions as ext
 
+    from ._monkey_select import must_block_thread
+    from .threads import to_thread
+
     if conn.closed or conn.status == ext.STATUS_SETUP:
         return  # interrupted while connecting: nothing runs on the server yet
     try:
-        conn.cancel()  # PQcancel: a short blocking round trip on a new connection
+        # PQcancel connects to the server and waits for it, in C: in a real thread (psycopg2
+        # allows cancel() from any thread), so a slow or unreachable server stalls no dhaga.
+        if must_block_thread():
+            conn.cancel()
+        else:
+            to_thread(conn.cancel, timeout=_CANCEL_GRACE)
         fd = conn.fileno()
         deadline = _monotonic() + _CANCEL_GRACE
         while True:
