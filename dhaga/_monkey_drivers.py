@@ -10,7 +10,8 @@ for the socket; dhaga supplies that function, so a query parks only its dhaga.
   loop) and passed to libpq as ``hostaddr``: libpq would otherwise resolve inside its connect
   call, blocking the thread.
 - psycopg 3: ``psycopg.waiting.wait`` and ``wait_conn`` (whichever the module picked, the C
-  ``wait_c`` included) become `_psycopg_wait`/`_psycopg_wait_conn`. psycopg 3 resolves names in
+  ``wait_c`` included) become `_psycopg_wait`/`_psycopg_wait_conn`; its blocking
+  ``Connection.cancel`` (what it falls back to with a libpq older than 17) runs in a real thread. psycopg 3 resolves names in
   Python (``socket.getaddrinfo``), which the dns patch already makes green.
 - Interruption: when a dhaga is killed or its ``dhaga.timeout()`` fires while it waits for a
   query, the wait asks the server to cancel the query (``PQcancel``, on a new short
@@ -121,6 +122,22 @@ def _patch_psycopg3(set_: Setter) -> Callable[[types.ModuleType], None]:
 
         set_(psycopg.waiting, "wait", _psycopg_wait)
         set_(psycopg.waiting, "wait_conn", _psycopg_wait_conn)
+        std_cancel = psycopg.Connection.cancel
+        if not getattr(std_cancel, "__dhaga_green__", False):
+
+            def cancel(self: Any) -> None:
+                """Blocking ``PQcancel`` (libpq < 17, no ``cancel_safe``), in a real thread."""
+                from ._monkey_select import must_block_thread
+                from .threads import to_thread
+
+                if must_block_thread():
+                    std_cancel(self)
+                else:
+                    to_thread(std_cancel, self, timeout=_CANCEL_GRACE)
+
+            cancel.__dhaga_green__ = True  # type: ignore[attr-defined]
+            cancel.__doc__ = std_cancel.__doc__
+            set_(psycopg.Connection, "cancel", cancel)
         interrupted = tuple(psycopg.connection._INTERRUPTED)
         if not all(exc in interrupted for exc in _INTERRUPTS):
             # Connection.wait cancels the query on the server for these, then re-raises.
