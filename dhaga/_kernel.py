@@ -35,7 +35,7 @@ import asyncio
 import contextvars
 import itertools
 import threading
-from asyncio.events import _get_running_loop
+from asyncio.events import _get_running_loop, _set_running_loop
 from collections import deque
 from concurrent.futures import Future as _ConcurrentFuture
 from functools import partial
@@ -103,6 +103,7 @@ class Scheduler:
         self.alive = 0  # dhagas spawned and not yet finished
         self._closed = False
         self._top_woken = False
+        self._hidden_loop: asyncio.AbstractEventLoop | None = None  # set while a batch runs
         self._call_soon = loop.call_soon
         self.timers = TimerQueue(loop)
         self._call_later = self.timers.call_later
@@ -424,12 +425,19 @@ class Scheduler:
         self._hub = hub
         runq = self._runq
         self._batch = len(runq) + DRAIN_EXTRA
+        # Dhagas are synchronous code: inside one, asyncio reports no running loop (as under
+        # gevent), so libraries that detect async contexts (Django's async_unsafe) see sync
+        # code. Loop code (callbacks, coroutines) still sees its loop. Once per batch.
+        self._hidden_loop = running = _get_running_loop()
+        _set_running_loop(None)
         try:
             while self._batch > 0 and runq:
                 # Runs the first runnable dhaga; returns when one parks or finishes with the
                 # batch exhausted, or when a worker exits.
                 self._switch_next()
         finally:
+            _set_running_loop(running)
+            self._hidden_loop = None
             self._current = None
             if runq:
                 self._call_soon(self._drain)  # still pending: the next batch
@@ -458,11 +466,16 @@ class Scheduler:
         if callbacks:
             task._callbacks = None
             running, self._current = self._current, None  # a callback that blocks: BlockingError
+            hidden = self._hidden_loop
+            if hidden is not None:  # in a batch (see _drain): callbacks are loop code
+                _set_running_loop(hidden)
             try:
                 for cb in callbacks:
                     _call_callback(cb, task)
             finally:
                 self._current = running
+                if hidden is not None:
+                    _set_running_loop(None)
         if exc is not None and not task._retrieved and not isinstance(exc, Killed):
             task._reporter = _FailureReporter(task.name, exc)
 
@@ -479,11 +492,11 @@ class Scheduler:
         self._idle.clear()
         self.timers.close()
         if self._owns_loop and self._thread_id == _get_ident():
-            try:
-                if asyncio.get_event_loop_policy().get_event_loop() is self.loop:
-                    asyncio.set_event_loop(None)
-            except RuntimeError:
-                pass
+            # Read the policy's slot directly: get_event_loop() would call current_thread(),
+            # which in a thread being torn down registers a _DummyThread that never goes away.
+            local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+            if getattr(local, "_loop", None) is self.loop:
+                asyncio.set_event_loop(None)
         if self._ioloop is not None and self._owns_loop:
             self._ioloop.close()
         elif self._owns_loop and not self.loop.is_closed() and not self.loop.is_running():

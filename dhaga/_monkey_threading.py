@@ -1,4 +1,4 @@
-"""Dhaga-backed ``threading`` and ``queue`` for `dhaga.monkey` (optional, off by default).
+"""Dhaga-backed ``threading`` and ``queue`` for `dhaga.monkey` (patched by default).
 
 What changes: ``threading.Lock``, ``RLock``, ``Event``, ``Condition``, ``Semaphore``,
 ``BoundedSemaphore`` become `dhaga.sync`'s (which also work between real threads);
@@ -7,7 +7,8 @@ keeps one namespace per dhaga; ``queue.Queue``, ``LifoQueue``, ``PriorityQueue``
 ``SimpleQueue`` become `dhaga.sync`'s.
 
 Caveats (also in docs/monkey-patching.md): ``threading.current_thread()``, ``get_ident()`` and
-``enumerate()`` still describe OS threads; classes that subclassed ``threading.Thread`` before
+``enumerate()`` still describe OS threads (a green ``Thread`` is not listed; locks and
+libraries that key on the thread ident see one identity per OS thread); classes that subclassed ``threading.Thread`` before
 patching, and ``threading.Timer``, still make real threads; ``concurrent.futures`` and dhaga's
 own internals keep the real modules (`dhaga.to_thread` needs real threads).
 

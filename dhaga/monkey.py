@@ -1,25 +1,31 @@
 """Monkey-patching: swap the standard library's blocking functions for green ones, and back.
 
-What each patch replaces (module attributes; the originals are kept, see `original`):
+What `patch_all` replaces by default, like gevent (module attributes; the originals are kept,
+see `original`):
 
-=========  ==================================================================================
-socket     ``socket.socket`` (the class), ``create_connection``, ``socketpair``, ``fromfd``
-dns        ``socket.getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``,
-           ``getnameinfo``, ``getfqdn``
-time       ``time.sleep``
-select     ``select.select``, ``select.poll``; removes ``select.epoll``/``devpoll``/``kqueue``
-selectors  ``DefaultSelector``, ``SelectSelector``, ``PollSelector``; removes the epoll, devpoll
-           and kqueue selectors (asyncio itself keeps the real ones)
-ssl        ``ssl.SSLContext.wrap_socket`` (builds a green `dhaga.tls.SSLSocket` when given a
-           green socket), ``ssl.create_connection``
-threading  (off by default) ``threading``'s locks, events, conditions, semaphores and
-           ``Thread``; ``queue``'s queues; see `dhaga._monkey_threading`
-=========  ==================================================================================
+==========  =================================================================================
+socket      ``socket.socket`` (the class), ``create_connection``, ``socketpair``, ``fromfd``
+dns         ``socket.getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``,
+            ``getnameinfo``, ``getfqdn``
+time        ``time.sleep``
+select      ``select.select``, ``select.poll``; removes ``select.epoll``/``devpoll``/``kqueue``
+selectors   ``DefaultSelector``, ``SelectSelector``, ``PollSelector``; removes the epoll,
+            devpoll and kqueue selectors (asyncio itself keeps the real ones)
+ssl         ``ssl.SSLContext.wrap_socket`` (builds a green `dhaga.tls.SSLSocket` when given a
+            green socket), ``ssl.create_connection``
+threading   ``threading``'s locks, events, conditions, semaphores, ``Thread`` and ``local``;
+            see `dhaga._monkey_threading`
+queue       ``queue``'s queues (follows ``threading`` unless given)
+subprocess  ``Popen``'s waits and ``communicate``; see `dhaga._monkey_subprocess`
+drivers     psycopg2, psycopg 3, and Django's per-request connections, when (or as soon as)
+            they are imported; see `dhaga._monkey_drivers` (PyMySQL and redis-py need only
+            the socket patch)
+==========  =================================================================================
 
-Not patched: ``os`` and file I/O (use `dhaga.to_thread`), ``subprocess``, ``signal``, sockets
-and modules' ``from x import y`` references that existed before patching (`patch_all` warns
-about those it finds). This module only swaps attributes and remembers the originals; it must
-not know how the green replacements work.
+Not patched: ``os`` and file I/O (use `dhaga.to_thread`), ``os.system``/``os.waitpid``,
+``signal``, and modules' ``from x import y`` references that existed before patching
+(`patch_all` warns about those it finds). This module only swaps attributes and remembers the
+originals; it must not know how the green replacements work.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ __all__ = [
     "patch_ssl",
     "patch_threading",
     "patch_queue",
+    "patch_subprocess",
+    "patch_psycopg",
+    "patch_drivers",
     "is_patched",
     "original",
     "MonkeyPatchWarning",
@@ -62,6 +71,9 @@ _EXEMPT_PACKAGES = ("dhaga", "asyncio", "tornado", "concurrent", "uvloop", "sele
                     "select", "time", "ssl", "threading", "queue", "subprocess", "gevent",
                     "greenlet", "importlib", "encodings", "typing", "pytest", "_pytest", "pluggy")
 _EXEMPT_DOTTED = tuple(p + "." for p in _EXEMPT_PACKAGES)
+#: Patched modules whose originals are held everywhere on purpose (locks made at import time
+#: by the standard library and dhaga itself); not reported as stale references.
+_SHARED_ORIGINALS = ("threading", "queue", "subprocess", "subprocess.Popen")
 
 
 def _exempt(name: str) -> bool:
@@ -69,15 +81,21 @@ def _exempt(name: str) -> bool:
         name.startswith("_") and name != "__main__")
 
 
-def _set(module: types.ModuleType, attr: str, value: Any) -> None:
-    key = (module.__name__, attr)
+def _owner_name(owner: Any) -> str:
+    if isinstance(owner, type):  # a class: "subprocess.Popen", as `original` takes it
+        return f"{owner.__module__}.{owner.__qualname__}"
+    return owner.__name__  # type: ignore[no-any-return]
+
+
+def _set(module: Any, attr: str, value: Any) -> None:
+    key = (_owner_name(module), attr)
     if key not in _originals:
         _originals[key] = getattr(module, attr, _MISSING)
     setattr(module, attr, value)
 
 
-def _remove(module: types.ModuleType, attr: str) -> None:
-    key = (module.__name__, attr)
+def _remove(module: Any, attr: str) -> None:
+    key = (_owner_name(module), attr)
     if key not in _originals:
         _originals[key] = getattr(module, attr, _MISSING)
     if hasattr(module, attr):
@@ -275,11 +293,45 @@ def patch_queue() -> None:
     _patched.add("queue")
 
 
+def patch_subprocess() -> None:
+    """Make waiting for a child process (``wait``, ``run``, ``communicate``) park the dhaga."""
+    from . import _monkey_subprocess
+
+    _monkey_subprocess.patch_subprocess(_set)
+    _patched.add("subprocess")
+
+
+def patch_psycopg() -> None:
+    """Make psycopg2 and psycopg 3 cooperative, now or as soon as they are imported.
+
+    psycopg2 gets a wait callback, psycopg 3 green waits (with or without its C speed-ups);
+    both cancel the query on the server when the dhaga is killed or times out. For programs
+    that patch nothing else; `patch_all` does it too.
+    """
+    from . import _monkey_drivers
+
+    _monkey_drivers.patch_psycopg(_set)
+    _patched.add("psycopg")
+
+
+def patch_drivers() -> None:
+    """`patch_psycopg`; PyMySQL's interrupted queries killed on the server; Django's
+    connections reused across requests (``CONN_MAX_AGE``)."""
+    from . import _monkey_django, _monkey_drivers
+
+    patch_psycopg()
+    _monkey_drivers.patch_pymysql(_set)
+    _monkey_django.patch_django()
+    _patched.add("drivers")
+
+
 # ---------------------------------------------------------------------- late patching
 def _stale_references() -> dict[str, list[str]]:
     """Modules holding, under some name, an original object that the patches replace."""
     targets: dict[int, str] = {}
     for (mod, attr), value in _originals.items():
+        if mod in _SHARED_ORIGINALS:
+            continue  # the stdlib itself holds _thread.allocate_lock & co.: not a mistake
         if value is not _MISSING and callable(value):
             targets[id(value)] = f"{mod}.{attr}"
     found: dict[str, list[str]] = {}
@@ -318,11 +370,13 @@ def patch_all(
     time: bool = True,
     select: bool = True,
     ssl: bool = True,
-    threading: bool = False,
+    threading: bool = True,
     queue: bool | None = None,
+    subprocess: bool = True,
+    drivers: bool = True,
     warn: bool = True,
 ) -> None:
-    """Apply the patches chosen (all but threading by default).
+    """Apply the patches chosen (all of them by default, as gevent's ``patch_all``).
 
     Call it first thing, before importing the libraries that should become cooperative.
 
@@ -332,9 +386,12 @@ def patch_all(
         time: `patch_time`: ``time.sleep`` parks the dhaga.
         select: patches both ``select`` and ``selectors``.
         ssl: `patch_ssl`: TLS over green sockets.
-        threading: `patch_threading`: ``threading``'s locks, events, conditions, semaphores
-            and ``Thread`` become dhaga-aware.
+        threading: `patch_threading`: green locks, conditions, events, semaphores, ``Thread``
+            and ``local``; ``False`` keeps them real (then a library lock held across green I/O
+            blocks the whole thread).
         queue: defaults to the value of ``threading``.
+        subprocess: waiting for a child parks the dhaga.
+        drivers: psycopg2/psycopg 3 waits and Django's connections (`patch_drivers`).
         warn: warn (`MonkeyPatchWarning`) when libraries were imported too early.
     """
     already = [m for m in _WATCHED_LIBRARIES if m in sys.modules] if warn else []
@@ -353,22 +410,32 @@ def patch_all(
         patch_threading()
     if queue if queue is not None else threading:
         patch_queue()
+    if subprocess:
+        patch_subprocess()
+    if drivers:
+        patch_drivers()
     if warn:
         _warn_late(already)
 
 
 # ---------------------------------------------------------------------- python -m dhaga.monkey
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dhaga.monkey [--threading] script.py [args]`` or ``... -m module [args]``."""
+    """``python -m dhaga.monkey [--no-threading] script.py [args]`` or ``... -m module [args]``.
+
+    Patches as `patch_all` does by default (threading included); ``--no-threading`` keeps
+    threading and queue real. ``--threading`` is accepted and does nothing (it was the opt-in).
+    """
     import runpy
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m dhaga.monkey [--threading] (script.py | -m module) [args...]"
-    threading = False
+    usage = "usage: python -m dhaga.monkey [--no-threading] (script.py | -m module) [args...]"
+    threading = True
     while argv and argv[0].startswith("--"):
         opt = argv.pop(0)
         if opt == "--threading":
             threading = True
+        elif opt == "--no-threading":
+            threading = False
         elif opt in ("--help",):
             print(usage)
             return 0

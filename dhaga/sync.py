@@ -33,7 +33,7 @@ from typing import Any, Callable, TypeVar
 from ._waiting import _get_ident, _me, _remove, _Ticket, _wake
 from .handle import PARKED, RUNNING, TIMED_OUT, _Waiter
 from .queues import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
-from .scheduler import _local, current, get_scheduler
+from .scheduler import _local, current
 from .semaphores import BoundedSemaphore, Semaphore
 
 __all__ = [
@@ -266,10 +266,35 @@ class Lock:
         self.acquire()
 
 
-def _owner() -> _Waiter:
-    """The identity that owns an `RLock`: the current dhaga, or the thread's top level."""
+class _ThreadOwner:
+    """Who owns an `RLock` taken by a thread's top-level code (one per OS thread)."""
+
+    __slots__ = ("thread",)
+
+    def __init__(self) -> None:
+        self.thread = _get_ident()
+
+    def __repr__(self) -> str:
+        return f"<top level of thread {self.thread}>"
+
+
+_owners = threading.local()  # dhaga's modules keep the real threading (see dhaga.monkey)
+
+
+def _owner() -> Any:
+    """The identity that owns an `RLock`: the current dhaga, or the thread's top level.
+
+    The top level's identity needs no scheduler: logging takes its handlers' locks while the
+    scheduler's own event loop is being created (asyncio logs its selector), so asking for the
+    scheduler here would recurse once ``threading`` is patched.
+    """
     d = current()
-    return d if d is not None else get_scheduler()._top
+    if d is not None:
+        return d
+    owner = getattr(_owners, "owner", None)
+    if owner is None:
+        owner = _owners.owner = _ThreadOwner()
+    return owner
 
 
 class RLock:

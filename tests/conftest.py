@@ -76,3 +76,34 @@ def dhaga_log(caplog):
 
 
 __all__ = ["dhaga", "need_peer", "need_program", "REQUIRE_PEERS", "LOOPS"]
+
+
+# Real database servers for the database tests, one per session, started on first use.
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL cluster (tests/scripts/dbservers.py); skips when not installed."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
+    import dbservers
+
+    bindir = dbservers.find_postgres()
+    need_peer(bindir is not None, "PostgreSQL server programs (initdb, pg_ctl)")
+    server = dbservers.Postgres(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """A throw-away MariaDB server (tests/scripts/dbservers.py); skips when not installed."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "scripts"))
+    import dbservers
+
+    found = dbservers.find_mariadb()
+    need_peer(found is not None, "MariaDB server programs (mariadbd, mariadb-install-db)")
+    server = dbservers.MariaDB(*found).start()
+    yield server
+    server.stop()

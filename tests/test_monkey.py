@@ -99,6 +99,8 @@ def test_redis_py_against_a_real_redis_server():
     assert r["connections"] >= 100  # the pool needed that many at once: concurrent requests
     assert r["threads"] == 1
     assert r["elapsed"] < 10  # sequentially: 500 x 0.2 s = 100 s
+    assert r["blocking_ok"] == 60
+    assert r["blocking_elapsed"] < 8  # 6 waves of ~0.2 s; with real threading locks ~50 s
 
 
 def test_select_poll_selectors_and_sleep_are_green():
@@ -125,11 +127,19 @@ def test_python_m_dhaga_monkey_runs_an_unchanged_script():
     r = run_child("-m", "dhaga.monkey", "monkey_target.py", "first", "--second")
     assert r["argv"] == ["first", "--second"] and r["name"] == "__main__"
     assert r["green_socket"] and r["green_wrap"] and r["patched"]
+    assert r["threading"] and r["subprocess"] and r["drivers"]  # as patch_all() by default
     assert r["elapsed"] < 5  # 100 concurrent 0.2 s sleeps; sequentially 20 s
 
 
-def test_threading_patch_is_dhaga_backed():
+def test_python_m_dhaga_monkey_no_threading_keeps_threading_real():
+    r = run_child("-m", "dhaga.monkey", "--no-threading", "monkey_target.py")
+    assert r["patched"] and r["subprocess"] and not r["threading"]
+
+
+def test_threading_patch_is_dhaga_backed_by_default():
     r = run_child("monkey_threading.py")
+    assert r["dummies"] == [] and r["pool_names"]
+    assert r["condition"] and r["cond_class"] == "dhaga.sync"
     assert r["ok_locals"] == 100  # threading.local kept one value per green thread
     assert r["got"] and not r["alive"]
     assert r["os_threads"] == 1 and r["thread_class"] == "dhaga._monkey_threading"

@@ -158,3 +158,46 @@ def test_bad_application_spec_fails_fast():
         capture_output=True, cwd=ROOT, env=env, timeout=30,
     )
     assert proc.returncode != 0 and b"nope" in proc.stderr
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_missing_application_module_fails_before_serving(processes):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dhaga.web", "tests.no_such_module:app", "--bind", "127.0.0.1:0",
+         "--processes", processes], capture_output=True, cwd=ROOT, env=env, timeout=30,
+    )
+    assert proc.returncode != 0
+    assert b"serving" not in proc.stdout  # nothing claimed to serve
+    assert b"No module named" in proc.stderr and b"no_such_module" in proc.stderr
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize(("patched", "signum"), [(False, signal.SIGTERM), (True, signal.SIGINT)])
+def test_a_wedged_server_still_exits_on_sigterm_or_sigint(patched, signum):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dhaga.web", "tests.web_wedged_app:app", "--bind", "127.0.0.1:0",
+         "--graceful-timeout", "0.5", *(["--monkey-patch"] if patched else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+    )
+    try:
+        line = proc.stdout.readline().decode()  # type: ignore[union-attr]
+        port = int(re.search(r"on http://127\.0\.0\.1:(\d+) ", line).group(1))  # type: ignore[union-attr]
+        assert request(port) == b"ok"
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET /wedge HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert proc.stderr.readline() == b"wedging\n"  # type: ignore[union-attr]
+        started = time.monotonic()
+        proc.send_signal(signum)
+        code = proc.wait(timeout=20)
+        assert code == 1  # ended by the watchdog: 0.5 s grace + its margin
+        assert time.monotonic() - started < 15
+        assert b"wedged" in proc.stderr.read()  # type: ignore[union-attr]
+        sock.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]

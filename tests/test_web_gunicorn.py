@@ -22,13 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 class Gunicorn:
     """A gunicorn master running tests.web_apps:app with the dhaga worker on a free port."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, app: str = "tests.web_apps:app") -> None:
         need_peer(shutil.which("gunicorn") is not None or _has_gunicorn(), "gunicorn")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-k", "dhaga.web.GunicornWorker",
-             "-b", "127.0.0.1:0", "--no-control-socket", "--log-level", "info", *args,
-             "tests.web_apps:app"],
+             "-b", "127.0.0.1:0", "--no-control-socket", "--log-level", "info", *args, app],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env,
         )
         self.lines: list[str] = []
@@ -132,3 +131,30 @@ def test_access_log_goes_to_gunicorns_access_log(tmp_path):
     finally:
         assert g.stop() == 0
     assert '"GET /logged-path HTTP/1.1" 200' in path.read_text()
+
+
+@pytest.mark.timeout(40)
+def test_a_wedged_worker_still_stops_on_sigterm():
+    """The worker's loop is stuck on a real lock: the arbiter kills it after the grace period."""
+    import time
+
+    g = Gunicorn("--graceful-timeout", "1", app="tests.web_wedged_app:app")
+    sock = None
+    try:
+        assert request(g.port) == b"ok"
+        sock = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+        sock.sendall(b"GET /wedge HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "wedging\n" not in g.lines and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker's stderr line, read by another thread
+        assert "wedging\n" in g.lines
+        started = time.monotonic()
+        g.proc.send_signal(signal.SIGTERM)
+        g.stop()  # waits (bounded) for the arbiter to exit
+        assert time.monotonic() - started < 15
+    finally:
+        if sock is not None:
+            sock.close()
+        if g.proc.poll() is None:
+            g.proc.kill()
+            g.proc.wait()

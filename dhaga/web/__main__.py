@@ -5,11 +5,14 @@ Usage::
     python -m dhaga.web myproject.wsgi:application --bind 0.0.0.0:8000 --processes 4
 
 The listening socket is bound first (``--bind 127.0.0.1:0`` picks a free port) and the line
-``dhaga.web: serving ... on http://HOST:PORT`` is printed on stdout. With ``--processes 1``
+``dhaga.web: serving ... on http://HOST:PORT`` is printed on stdout once the application
+imported (with ``--processes`` > 1, once its module was found; each worker imports it). With ``--processes 1``
 (the default) the server runs in this process; with more, a master process forks the workers,
 which share the socket (or, with ``--reuse-port``, each listens on its own ``SO_REUSEPORT``
 socket), and replaces any worker that dies. SIGTERM or SIGINT stops gracefully: no new
-connections, requests in flight finish (within ``--graceful-timeout``), exit status 0.
+connections, requests in flight finish (within ``--graceful-timeout``), exit status 0; a
+process whose dhagas are wedged exits with status 1 a few seconds after that (see
+`dhaga.web._hardstop`), and at once on a second signal.
 
 This module must not know HTTP: it parses options, loads the application, binds, and hands over
 to `WSGIServer` and `dhaga.web.supervisor`.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -55,6 +59,15 @@ def load_app(spec: str) -> Any:
     return obj
 
 
+def _check_module(spec: str) -> None:
+    """Fail before serving when the application's module cannot be found at all."""
+    module_name = spec.partition(":")[0]
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if importlib.util.find_spec(module_name) is None:
+        raise ModuleNotFoundError(f"No module named {module_name!r}", name=module_name)
+
+
 def _bind(address: Any, backlog: int, reuse_port: bool) -> socket.socket:
     if isinstance(address, str):
         if os.path.exists(address):
@@ -84,20 +97,30 @@ def _url(sock: socket.socket) -> str:
     return f"http://{host}:{addr[1]}"
 
 
-def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool,
-           parent: int | None) -> None:
-    """Run the server in this process until SIGTERM/SIGINT (a worker, or the only process)."""
+def _patch(args: argparse.Namespace) -> None:
+    """Patch (``--monkey-patch``) and choose the loop: before the application is imported."""
     if args.monkey_patch:
         from .. import monkey  # type: ignore[attr-defined]
 
         monkey.patch_all()
+    if args.loop:
+        import dhaga
+
+        dhaga.use_loop(args.loop)
+
+
+def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool,
+           parent: int | None, app: Any = None) -> None:
+    """Run the server in this process until SIGTERM/SIGINT (a worker, or the only process)."""
+    if app is None:
+        _patch(args)
     import dhaga
 
+    from ._hardstop import HardStop
     from .server import WSGIServer
 
-    if args.loop:
-        dhaga.use_loop(args.loop)
-    app = load_app(args.app)
+    if app is None:
+        app = load_app(args.app)
     server = WSGIServer(
         app, listener, backlog=args.backlog, header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout, timeout=args.timeout,
@@ -105,16 +128,12 @@ def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool
         multiprocess=multiprocess,
     )
     loop = dhaga.get_scheduler().loop
-    stopping = []
 
     def on_signal(sig: int) -> None:
-        if stopping:  # asked twice: stop now
-            os._exit(1)
-        stopping.append(sig)
         dhaga.spawn(server.stop, args.graceful_timeout)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+    # Taken by a plain signal handler (not the loop's), so that a wedged loop still exits.
+    hard_stop = HardStop(loop.call_soon_threadsafe, on_signal, args.graceful_timeout).install()
 
     def watch_parent() -> None:
         while os.getppid() == parent:
@@ -128,8 +147,7 @@ def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool
     finally:
         if watcher is not None:
             watcher.kill(block=False)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        hard_stop.uninstall()
 
 
 def _options() -> argparse.ArgumentParser:
@@ -183,11 +201,17 @@ def main(argv: list[str] | None = None) -> int:
             address = listener.getsockname()[:2]
             for i in range(1, processes):
                 listeners[i] = _bind(address, args.backlog, True)
+        app = None
+        if processes == 1:  # import it now: "serving" is printed only for an application
+            _patch(args)
+            app = load_app(args.app)
+        else:  # each worker imports it after forking; check here that the module exists
+            _check_module(args.app)
         print(f"dhaga.web: serving {args.app} on {_url(listener)} "
               f"({processes} process{'es' if processes > 1 else ''}, pid {os.getpid()})",
               flush=True)
         if processes == 1:
-            _serve(args, listener, False, None)
+            _serve(args, listener, False, None, app)
             return 0
         from .supervisor import Supervisor
 

@@ -19,9 +19,12 @@ main loop, which is top-level code blocking on an event with a one-second timeou
   ``--limit-request-*`` options and TLS (``--certfile``...) are honoured; with
   ``--access-logfile``, each request is logged there (in dhaga.web's format).
 
-Like gunicorn's gevent worker, it monkey-patches the standard library first (set
-``monkey_patch = False`` in a subclass to opt out), so that ordinary blocking libraries in the
-application (``requests``, database drivers) park only their own dhaga.
+Like gunicorn's gevent worker, it monkey-patches the standard library first with the same
+``dhaga.monkey.patch_all()`` as ``python -m dhaga.web --monkey-patch`` (threading, subprocess
+and the database drivers included; set ``monkey_patch = False`` in a subclass to opt out), so
+that ordinary blocking libraries in the application (``requests``, database drivers, pools)
+park only their own dhaga. A worker whose dhagas wedge its loop stops sending heartbeats, and
+gunicorn's arbiter kills it after ``--timeout`` (on SIGTERM, after ``--graceful-timeout``).
 
 This module must not know HTTP; it adapts gunicorn's configuration and signals to `WSGIServer`.
 """

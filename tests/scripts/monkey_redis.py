@@ -38,7 +38,19 @@ def main():
     pool = r.connection_pool
     opened = len(pool._available_connections) + len(pool._in_use_connections)
     r.close()
-    print(json.dumps({"elapsed": elapsed, "ok": ok, "connections": opened, "threads": max(threads)}))
+
+    # A BlockingConnectionPool waits on a threading.Condition for a free connection: green
+    # with threading patched (the default), so 60 dhagas share 10 connections in waves.
+    blocking = redis.Redis(connection_pool=redis.BlockingConnectionPool(
+        host="127.0.0.1", port=PORT, max_connections=10, timeout=30))
+    start = time.perf_counter()
+    waited = [dhaga.spawn(blocking.execute_command, "BLPOP", f"none{i}", "0.2")
+              for i in range(60)]
+    blocking_ok = sum(1 for d in waited if d.result(60) is None)
+    blocking_elapsed = time.perf_counter() - start
+    blocking.close()
+    print(json.dumps({"elapsed": elapsed, "ok": ok, "connections": opened, "threads": max(threads),
+                      "blocking_ok": blocking_ok, "blocking_elapsed": blocking_elapsed}))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ def main():
         "green_socket": socket.socket is net.socket,
         "green_wrap": getattr(ssl.SSLContext.wrap_socket, "__dhaga_green__", False),
         "patched": monkey.is_patched("socket") and monkey.is_patched("time"),
+        "threading": monkey.is_patched("threading") and monkey.is_patched("queue"),
+        "subprocess": monkey.is_patched("subprocess"), "drivers": monkey.is_patched("drivers"),
         "elapsed": time.perf_counter() - start,
     }))
 

@@ -1,11 +1,11 @@
-"""Child script: patch_all(threading=True) makes threads, locks, queues and locals dhaga-backed.
+"""Child script: patch_all() (threading included by default) makes threads, locks, queues and locals dhaga-backed.
 
 Prints one JSON line.
 """
 
 from dhaga import monkey
 
-monkey.patch_all(threading=True)
+monkey.patch_all()
 
 import json  # noqa: E402
 import queue  # noqa: E402
@@ -37,7 +37,29 @@ def main():
     got = sorted(q.get(timeout=1) for _ in range(100))
     # dhaga's own thread pool stays real: name resolution still works off the loop
     resolved = socket.getaddrinfo("127.0.0.1", 80)[0][4][0]
+    # Real threads that ended (a plain ThreadPoolExecutor, dhaga's pool) leave no Dummy-N
+    # entries behind in threading.enumerate().
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        names = list(ex.map(lambda _: threading.current_thread().name, range(4)))
+    cond = threading.Condition()
+    ev = threading.Event()
+
+    def waiter():
+        with cond:
+            cond.wait_for(ev.is_set, timeout=5)
+        return ev.is_set()
+
+    w = dhaga.spawn(waiter)
+    dhaga.sleep(0)
+    with cond:
+        ev.set()
+        cond.notify_all()
     print(json.dumps({
+        "dummies": [t.name for t in threading.enumerate() if t.name.startswith("Dummy")],
+        "pool_names": all(n.startswith("ThreadPoolExecutor") for n in names),
+        "condition": w.result(), "cond_class": type(cond).__module__,
         "ok_locals": sum(seen), "got": got == list(range(100)),
         "os_threads": threading.active_count(), "alive": any(t.is_alive() for t in threads),
         "thread_class": threading.Thread.__module__, "resolved": resolved,
