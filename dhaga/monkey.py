@@ -10,7 +10,7 @@ time       ``time.sleep``
 select     ``select.select``, ``select.poll``; removes ``select.epoll``/``devpoll``/``kqueue``
 selectors  ``DefaultSelector``, ``SelectSelector``, ``PollSelector``; removes the epoll, devpoll
            and kqueue selectors (asyncio itself keeps the real ones)
-ssl        ``ssl.SSLContext.wrap_socket`` (builds a green `dhaga.tls.SSLSocket` when given a
+ssl        ``ssl.SSLContext.wrap_socket`` (builds a green `dhaga.net.SSLSocket` when given a
            green socket), ``ssl.create_connection``
 threading  (off by default) ``threading``'s locks, events, conditions, semaphores and
            ``Thread``; ``queue``'s queues; see `dhaga._monkey_threading`
@@ -144,7 +144,7 @@ def patch_dns() -> None:
     """Resolve names without blocking the loop (the libc resolver in a worker thread)."""
     import socket
 
-    from . import _dns
+    from ._io import dns as _dns
 
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
                  "getnameinfo", "getfqdn"):
@@ -220,7 +220,7 @@ def patch_ssl() -> None:
     import ssl
 
     from . import net
-    from .tls import SSLSocket
+    from ._io.tls import SSLSocket
 
     std_wrap = original("ssl.SSLContext", "wrap_socket")
 

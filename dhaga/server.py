@@ -24,12 +24,12 @@ import logging
 import socket as _stdsocket
 from typing import Any, Callable
 
-from ._greensocket import socket as _GreenSocket
+from ._io.greensocket import socket as _GreenSocket
 from .errors import Timeout
 from .group import joinall
 from .scheduler import Dhaga, current, spawn
 from .sync import Event, Semaphore
-from .tls import wrap_ssl
+from ._io.tls import wrap_ssl
 
 __all__ = ["StreamServer"]
 

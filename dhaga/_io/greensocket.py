@@ -7,7 +7,7 @@ holds for libraries that check it. Underneath, the OS socket is always in non-bl
 the timeout the user set (None = blocking, 0.0 = non-blocking, or seconds, with exactly the
 standard library's meaning) lives in a Python slot. Every blocking method first makes the
 system call; only when it fails with EAGAIN does the dhaga park on the descriptor's reader or
-writer slot (`dhaga._fdwait`), then it tries again. A timeout raises ``TimeoutError("timed
+writer slot (`dhaga._io.fdwait`), then it tries again. A timeout raises ``TimeoutError("timed
 out")`` as the standard library does; a non-blocking socket raises `BlockingIOError`.
 
 One refinement of try-first: on a blocking socket, a read that returned less than was asked
@@ -15,12 +15,12 @@ for emptied the kernel's buffer, so the next read would almost surely fail with 
 waits for readiness first instead (the registration is kept, so this costs no system call,
 and a level-triggered poll reports data that is already there at once).
 
-Addresses with host names are resolved through `dhaga._dns` before ``connect``/``sendto`` (the C
+Addresses with host names are resolved through `dhaga._io.dns` before ``connect``/``sendto`` (the C
 socket would call the blocking resolver itself). Closing wakes any dhaga waiting on the socket
 with ``OSError(EBADF)`` and removes the loop registration before the descriptor is closed.
 
 This module must not know about TLS, servers or the scheduler's internals (it parks only
-through `dhaga._fdwait`).
+through `dhaga._io.fdwait`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from threading import get_ident as _get_ident
 from time import monotonic
 from typing import Any
 
-from . import _dns
-from ._fdwait import _close_watcher, _Watcher, notify_close, watcher_for
-from .scheduler import get_scheduler
+from . import dns as _dns
+from .fdwait import _close_watcher, _Watcher, notify_close, watcher_for
+from ..scheduler import get_scheduler
 
 __all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd"]
 
