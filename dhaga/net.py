@@ -33,9 +33,10 @@ from ._io.dns import (
     getnameinfo,
 )
 from ._io.fdwait import ConcurrentUseError, notify_close, wait_readable, wait_writable
-from ._io.greensocket import create_connection, create_server, fromfd, socket, socketpair
-from .server import StreamServer
+from ._io.greensocket import create_connection, fromfd, socket, socketpair
+from ._io.listen import create_server
 from ._io.tls import SSLSocket, wrap_ssl
+from .server import StreamServer
 
 socket.__module__ = __name__  # shown as `dhaga.net.socket`, where users find it
 SSLSocket.__module__ = __name__

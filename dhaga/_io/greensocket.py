@@ -34,11 +34,11 @@ from threading import get_ident as _get_ident
 from time import monotonic
 from typing import Any
 
+from ..scheduler import get_scheduler
 from . import dns as _dns
 from .fdwait import _close_watcher, _Watcher, notify_close, watcher_for
-from ..scheduler import get_scheduler
 
-__all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd"]
+__all__ = ["socket", "create_connection", "socketpair", "fromfd"]
 
 _csock = _socket.socket
 _recv = _csock.recv
@@ -464,13 +464,3 @@ def create_connection(
         finally:
             exceptions.clear()
     raise OSError("getaddrinfo returns an empty list")
-
-
-def create_server(address: Any, *, family: int = _AF_INET, backlog: int | None = None,
-                  reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
-    """A green listening TCP socket bound to ``address``, as `socket.create_server`."""
-    std = _stdsocket.create_server(address, family=family, backlog=backlog,
-                                   reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6)
-    if isinstance(std, socket):
-        return std
-    return socket(std.family, std.type, std.proto, std.detach())

@@ -1,9 +1,10 @@
 """`WSGIServer`: a WSGI application served over HTTP/1.1 by a `dhaga.net.StreamServer`.
 
-Every connection runs in its own dhaga (`dhaga.web.wsgi.WSGIHandler` does the HTTP); this module
-adds what is about the listening side: ``TCP_NODELAY`` on each connection, the ``https`` scheme
-under TLS, and the graceful stop (idle keep-alive connections closed at once, requests in flight
-given ``timeout`` seconds to finish, then killed).
+Every connection runs in its own dhaga (`dhaga.web.wsgi.WSGIHandler` does the HTTP); binding,
+``TCP_NODELAY`` and the EMFILE policy are `dhaga._io.listen`'s, shared by every server. This
+module adds what is about the listening side: the ``https`` scheme under TLS, and the graceful
+stop (idle keep-alive connections closed at once, requests in flight given ``timeout`` seconds
+to finish, then killed).
 
 This module must not know HTTP or WSGI details, nor about processes and signals.
 """
@@ -11,7 +12,6 @@ This module must not know HTTP or WSGI details, nor about processes and signals.
 from __future__ import annotations
 
 import _socket
-import socket as _stdsocket
 from typing import Any
 
 from .. import net
@@ -22,8 +22,6 @@ from .protocol import Limits
 from .wsgi import WSGIApp, WSGIHandler
 
 __all__ = ["WSGIServer"]
-
-_TCP = (_stdsocket.AF_INET, _stdsocket.AF_INET6)
 
 
 class WSGIServer:
@@ -88,7 +86,7 @@ class WSGIServer:
             # so that StreamServer recognises it whatever `socket.socket` names now
             address = net.socket(address.family, address.type, address.proto, address.detach())
         self.stream_server = StreamServer(
-            address, self._serve_connection, ssl_context=ssl_context, reuse_port=reuse_port,
+            address, self.handler, ssl_context=ssl_context, reuse_port=reuse_port,
             backlog=backlog, max_connections=max_connections,
         )
         self.address: Any = None
@@ -111,14 +109,6 @@ class WSGIServer:
     def requests(self) -> int:
         """How many requests have been answered (or are being answered)."""
         return self.handler.requests
-
-    def _serve_connection(self, sock: Any, address: Any) -> None:
-        if sock.family in _TCP:
-            try:
-                sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        self.handler(sock, address)
 
     def start(self) -> None:
         """Bind, listen and start accepting in the background; returns at once."""
