@@ -594,3 +594,85 @@ def test_no_access_log_work_while_it_is_disabled(monkeypatch):
         assert reply(serve(hello, get("quiet")).sent).status == 200
     finally:
         logging.getLogger("dhaga.web.access").setLevel(logging.NOTSET)
+
+
+# ---------------------------------------------------------------------- RFC 9112 edge cases
+def test_two_equal_content_lengths_reach_the_app_as_one_value():
+    def app(env, start_response):
+        start_response("200 OK", [])
+        return [env["CONTENT_LENGTH"].encode(), b":", env["wsgi.input"].read()]
+
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"
+    assert reply(serve(app, head).sent).body == b"3:abc"
+
+
+def test_different_content_lengths_are_refused_with_400():
+    seen: list = []
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    sock = serve(record_environ(seen), head)
+    assert reply(sock.sent).status == 400 and seen == []
+
+
+def test_absolute_form_host_wins_and_unknown_schemes_are_refused():
+    seen: list = []
+    sock = serve(record_environ(seen),
+                 b"GET http://good.example/p HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+                 b"GET ftp://good.example/p HTTP/1.1\r\nHost: good.example\r\n\r\n")
+    first, second = replies(sock.sent, count=2)
+    assert first.status == 200 and second.status == 400
+    assert seen[0]["HTTP_HOST"] == "good.example" and seen[0]["PATH_INFO"] == "/p"
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GET / HTTP/1.1\nHost: t\n\n",                       # bare LFs
+    bytes.fromhex("16030100f4010000f00303") + bytes(32),  # a TLS ClientHello
+    b"\x00\xff\x13\x37 binary",
+])
+def test_a_hopeless_head_gets_400_without_waiting_for_more(garbage):
+    def never(sock):
+        raise AssertionError("the server waited for more bytes of a hopeless head")
+
+    sock = serve(hello, garbage, never)
+    assert reply(sock.sent).status == 400
+
+
+def trickle(handler, monkeypatch, body, every):
+    """Send ``body`` a byte at a time, ``every`` seconds apart on a fake clock; reap each time.
+
+    Returns the socket and how many operations each reap ended.
+    """
+    clock = [1000.0]
+    monkeypatch.setattr(wsgi, "monotonic", lambda: clock[0])
+    reaped = []
+
+    def byte(b):
+        def step(sock):
+            clock[0] += every
+            reaped.append(handler.reap(clock[0]))
+            return b""if sock.shut else b
+        return step
+
+    sock = FakeSocket(post(body)[:-len(body)], *[byte(body[i:i + 1]) for i in range(len(body))])
+    handler(sock, ("1.2.3.4", 1))
+    return sock, reaped
+
+
+def test_the_body_has_a_total_deadline_even_when_every_read_is_quick(monkeypatch):
+    # a byte every 2 s: each read is well within `timeout`, the whole body is not within 5 s
+    handler = wsgi.WSGIHandler(echo, timeout=7, body_timeout=5)
+    sock, reaped = trickle(handler, monkeypatch, b"0123456789", every=2)
+    assert reaped == [0, 0, 1]
+    assert reply(sock.sent).status == 408
+
+
+def test_no_total_body_deadline_when_it_is_none(monkeypatch):
+    handler = wsgi.WSGIHandler(echo, timeout=7, body_timeout=None)
+    sock, reaped = trickle(handler, monkeypatch, b"0123456789", every=2)
+    assert reaped == [0] * 10
+    assert reply(sock.sent).body == b"0123456789"
+
+
+def test_the_default_body_deadline_is_documented_and_finite():
+    assert wsgi.DEFAULT_BODY_TIMEOUT == 120.0
+    assert wsgi.WSGIHandler(echo).body_timeout == wsgi.DEFAULT_BODY_TIMEOUT

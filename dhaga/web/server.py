@@ -19,7 +19,7 @@ from ..net import StreamServer
 from ..scheduler import Dhaga, spawn
 from ..sync import Event
 from .protocol import Limits
-from .wsgi import WSGIApp, WSGIHandler
+from .wsgi import DEFAULT_BODY_TIMEOUT, WSGIApp, WSGIHandler
 
 __all__ = ["WSGIServer"]
 
@@ -38,6 +38,9 @@ class WSGIServer:
         header_timeout: seconds a client has to send a complete request head (408 after).
         keepalive_timeout: seconds an idle keep-alive connection is kept open.
         timeout: seconds each read of a request body or send of a response may take.
+        body_timeout: seconds a client has to send a whole request body after its head
+            (408 after; None: no total limit). The default, 120 s, cuts off a client sending
+            a byte a second; raise it for large uploads over slow links.
         max_request_line: longest request line accepted (414 beyond).
         max_header_size: largest request head accepted (431 beyond).
         max_headers: most header fields accepted (431 beyond).
@@ -63,6 +66,7 @@ class WSGIServer:
         header_timeout: float = 10.0,
         keepalive_timeout: float = 75.0,
         timeout: float = 60.0,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         max_request_line: int = 8190,
         max_header_size: int = 65536,
         max_headers: int = 100,
@@ -78,6 +82,7 @@ class WSGIServer:
             header_timeout=header_timeout,
             keepalive_timeout=keepalive_timeout,
             timeout=timeout,
+            body_timeout=body_timeout,
             environ=extra,
             multiprocess=multiprocess,
         )
