@@ -85,7 +85,10 @@ def environ_for(req: RequestHead, base: dict[str, Any]) -> dict[str, Any]:
         RequestError: 400 for a request target `split_target` refuses.
     """
     target = req.target
-    host, origin = split_target(target)
+    if target[0] == "/":  # origin form: nearly every request
+        host, origin = None, target
+    else:
+        host, origin = split_target(target)
     env = base.copy()
     env["REQUEST_METHOD"] = req.method
     env["RAW_URI"] = env["REQUEST_URI"] = target

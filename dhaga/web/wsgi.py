@@ -329,6 +329,8 @@ class _Connection:
         app = handler.app
         base_env = self.env
         body_timeout = handler.body_timeout
+        send = self.sendall
+        stopping = handler.is_closing
         buf = b""
         while True:
             try:
@@ -365,8 +367,8 @@ class _Connection:
                 self.body_deadline = monotonic() + body_timeout
 
             keep_alive = req.keep_alive and not handler.closing
-            resp = self.response = Response(self.sendall, handler.is_closing,
-                                            req.method == "HEAD", req.version, keep_alive)
+            resp = self.response = Response(send, stopping, req.method == "HEAD", req.version,
+                                            keep_alive)
             if inp is not EMPTY_INPUT and not inp.done:
                 resp.unread_body = inp
             self.served += 1
