@@ -88,6 +88,29 @@ def test_each_request_gets_a_fresh_environ():
     assert "HTTP_X_ONLY_FIRST" not in seen[1] and seen[1]["mine"] == 2
 
 
+def test_a_repeated_head_gets_a_fresh_environ_and_the_same_answers():
+    seen: list = []
+
+    def app(env, start_response):
+        seen.append(dict(env))
+        env["PATH_INFO"] = "/changed by the app"
+        env["mine"] = len(seen)
+        del env["HTTP_HOST"]
+        start_response("200 OK", [])
+        return [env["wsgi.input"].read()]
+
+    body = post(b"abc")
+    sock = serve(app, get("a") + get("a") + body + body + get("a", b"Connection: close\r\n")
+                 + get("a"))
+    answers = replies(sock.sent, count=5)
+    assert [r.body for r in answers] == [b"", b"", b"abc", b"abc", b""]
+    assert len(seen) == 5  # the sixth request came after Connection: close
+    for env in seen:
+        assert "mine" not in env and "HTTP_HOST" in env
+    assert [env["PATH_INFO"] for env in seen] == ["/a", "/a", "/", "/", "/a"]
+    assert seen[2]["wsgi.input"] is not seen[3]["wsgi.input"]  # each body its own input
+
+
 # ---------------------------------------------------------------------- start_response
 def test_a_list_goes_out_in_one_send_with_a_computed_length():
     sock = serve(hello, get("abc", b"Connection: close\r\n"))

@@ -7,9 +7,11 @@ How this works
 that called it; a server calls it in a new dhaga per connection, so each request in flight has
 a dhaga of its own, and a request that blocks parks only that dhaga.
 
-The bytes received wait in a buffer: the head is parsed from it (`dhaga.web.protocol`), the
-body is handed to the application as a lazy `dhaga.web.body.Input`, and what follows stays for
-the next request, so pipelined requests are answered in order. A response the application
+The bytes received wait in a buffer: the head is parsed from it (`dhaga.web.protocol`) and
+turned into an environ (`dhaga.web.environ`); a connection keeps its last head with both, so a
+client repeating a head byte for byte skips parsing it (a copy of the environ is all it
+costs). The body is handed to the application as a lazy `dhaga.web.body.Input`, and what
+follows stays for the next request, so pipelined requests are answered in order. A response the application
 returns as a list (the common case) goes out as one ``sendall`` of head and body, with a
 ``Content-Length`` computed when the application gave none. Any other iterable, and the
 ``write`` callable, stream: the head goes with the first non-empty chunk, framed chunked for
@@ -332,6 +334,11 @@ class _Connection:
         send = self.sendall
         stopping = handler.is_closing
         buf = b""
+        # The last head, its parse and its environ: a keep-alive client that sends the same
+        # head again (an API client, a health check, a load generator) skips both steps.
+        last_head = b""
+        last_req: Any = None
+        last_env: dict = {}
         while True:
             try:
                 if buf:
@@ -346,8 +353,14 @@ class _Connection:
                         return
                 else:
                     head_end(buf, limits)  # the request-line limit
-                req = parse_head(buf[:end], limits)
-                env = environ_for(req, base_env)
+                head = buf[:end]
+                if head == last_head:
+                    req = last_req
+                    env = last_env.copy()
+                else:
+                    req = parse_head(head, limits)
+                    env = environ_for(req, base_env)
+                    last_head, last_req, last_env = head, req, env.copy()
             except RequestError as e:
                 self._refuse(e)
                 return
