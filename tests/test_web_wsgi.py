@@ -111,6 +111,31 @@ def test_a_repeated_head_gets_a_fresh_environ_and_the_same_answers():
     assert seen[2]["wsgi.input"] is not seen[3]["wsgi.input"]  # each body its own input
 
 
+def test_response_headers_repeated_on_a_connection_are_still_checked_and_current():
+    shared = [["X-Count", "0"]]  # a list the application changes in place
+    answers = iter([
+        ("200 OK", [("Content-Type", "text/plain")]),
+        ("200 OK", [("Content-Type", "text/plain")]),           # the same: remembered
+        ("200 OK", shared),
+        ("200 OK", shared),
+        ("200 OK", [("Content-Type", "text/plain\r\nX-Evil: 1")]),  # same status, bad value
+    ])
+
+    def app(env, start_response):
+        status, headers = next(answers)
+        if headers is shared:
+            shared[0][1] = str(int(shared[0][1]) + 1)
+        start_response(status, headers)
+        return [b"x"]
+
+    sock = serve(app, get("a") * 5)
+    r = replies(sock.sent, count=5)
+    assert [x.status for x in r] == [200, 200, 200, 200, 500]
+    assert r[1].headers["Content-Type"] == "text/plain"
+    assert r[2].headers["X-Count"] == "1" and r[3].headers["X-Count"] == "2"
+    assert "X-Evil" not in r[4].headers
+
+
 # ---------------------------------------------------------------------- start_response
 def test_a_list_goes_out_in_one_send_with_a_computed_length():
     sock = serve(hello, get("abc", b"Connection: close\r\n"))

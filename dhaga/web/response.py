@@ -55,19 +55,23 @@ class Response:
     Args:
         send: sends bytes to the client (all of them, or raises).
         stopping: returns True once the server is stopping gracefully.
+        memo: a list the connection keeps across its responses: the last status and headers
+            checked, with what was derived from them, so that an application answering with
+            the same ones again is not checked again.
         is_head: the request was ``HEAD``: no body is sent.
         version: the request's HTTP version; an HTTP/1.0 client gets no chunked framing.
         keep_alive: the connection may stay open after this response (it can only go down).
     """
 
-    __slots__ = ("send", "stopping", "is_head", "version", "keep_alive", "status", "status_code",
+    __slots__ = ("send", "stopping", "memo", "is_head", "version", "keep_alive", "status", "status_code",
                  "header_text", "length", "has_date", "head_sent", "chunked", "sends_body",
                  "body_sent", "bytes_sent", "unread_body")
 
     def __init__(self, send: Callable[[bytes], Any], stopping: Callable[[], bool], is_head: bool,
-                 version: str, keep_alive: bool) -> None:
+                 version: str, keep_alive: bool, memo: list | None = None) -> None:
         self.send = send
         self.stopping = stopping
+        self.memo = memo
         self.is_head = is_head
         self.version = version
         self.keep_alive = keep_alive
@@ -107,6 +111,15 @@ class Response:
                                "(call it again only with exc_info)")
         if type(status) is not str:
             raise TypeError(f"the status must be a str, not {type(status).__name__}")
+        memo = self.memo
+        if memo and type(headers) is list and status == memo[0] and headers == memo[1]:
+            _, _, code, self.header_text, self.length, self.has_date, close = memo
+            if close:
+                self.keep_alive = False
+            self.status = status
+            self.status_code = code
+            self.sends_body = not self.is_head and code not in _NO_BODY
+            return self.write
         m = _STATUS.fullmatch(status)
         if m is None:
             raise ValueError(f"malformed status {status!r}: expected like '200 OK' (code >= 200)")
@@ -114,6 +127,7 @@ class Response:
             raise TypeError(f"the response headers must be a list, not {type(headers).__name__}")
         length = None
         has_date = False
+        close = False
         lines = []
         for item in headers:
             try:
@@ -141,6 +155,7 @@ class Response:
                 else:
                     if low == "connection" and "close" in value.lower():
                         self.keep_alive = False
+                        close = True
                     continue  # hop-by-hop: the server's business
             lines.append(f"{name}: {value}\r\n")
         text = "".join(lines)
@@ -156,6 +171,9 @@ class Response:
         self.length = length
         self.has_date = has_date
         self.sends_body = not self.is_head and code not in _NO_BODY
+        if memo is not None:
+            # tuples of str only: a pair the application could change later never matches
+            memo[:] = (status, [tuple(h) for h in headers], code, text, length, has_date, close)
         return self.write
 
     def write(self, data: bytes) -> None:

@@ -339,6 +339,7 @@ class _Connection:
         last_head = b""
         last_req: Any = None
         last_env: dict = {}
+        memo: list = []  # the last response head checked (see Response)
         while True:
             try:
                 if buf:
@@ -381,7 +382,7 @@ class _Connection:
 
             keep_alive = req.keep_alive and not handler.closing
             resp = self.response = Response(send, stopping, req.method == "HEAD", req.version,
-                                            keep_alive)
+                                            keep_alive, memo)
             if inp is not EMPTY_INPUT and not inp.done:
                 resp.unread_body = inp
             self.served += 1
