@@ -259,3 +259,17 @@ def test_web_server_uses_the_shared_listener(tmp_path):
     finally:
         server.stop(timeout=1)
     assert not os.path.exists(path)
+
+
+def test_bind_ipv6_keeps_the_whole_address_and_is_v6_only_unless_asked():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    try:
+        lst = listen.bind(("::1", 0, 0, 0))
+    except OSError as e:  # IPv6 disabled on loopback
+        pytest.skip(f"no IPv6 loopback: {e}")
+    with lst:
+        assert lst.family == socket.AF_INET6 and lst.getsockname()[0] == "::1"
+        assert lst.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    with net.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True) as dual:
+        assert dual.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0

@@ -76,13 +76,14 @@ def remove_stale_socket(path: str | bytes) -> None:
         pass
 
 
-def _resolve(host: Any, port: int, family: int) -> tuple[int, Any]:
-    """The family and socket address to bind ``(host, port)`` to; IP literals pass as they are."""
+def _resolve(address: tuple, family: int) -> tuple[int, Any]:
+    """The family and socket address to bind ``address`` to; IP literals pass as they are."""
+    host, port = address[0], address[1]
     if not isinstance(host, str) or not host or dns.is_numeric_host(host):
         if family == _stdsocket.AF_UNSPEC:
             family = _stdsocket.AF_INET6 if isinstance(host, str) and ":" in host \
                 else _stdsocket.AF_INET
-        return family, (host, port)
+        return family, address  # an IPv6 (host, port, flowinfo, scope_id) stays whole
     info = dns.getaddrinfo(host, port, family, _stdsocket.SOCK_STREAM, 0, _stdsocket.AI_PASSIVE)
     return info[0][0], info[0][4]
 
@@ -125,7 +126,7 @@ def bind(
         remove_stale_socket(path)
         sock = socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
     else:
-        family, address = _resolve(address[0], address[1], family)
+        family, address = _resolve(tuple(address), family)
         sock = socket(family, _stdsocket.SOCK_STREAM)
         path = address
     try:
