@@ -261,7 +261,7 @@ def test_web_server_uses_the_shared_listener(tmp_path):
     assert not os.path.exists(path)
 
 
-def test_bind_ipv6_keeps_the_whole_address_and_is_v6_only_unless_asked():
+def test_bind_ipv6_keeps_the_whole_address_and_create_server_is_v6_only_unless_asked():
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this kernel")
     try:
@@ -270,6 +270,7 @@ def test_bind_ipv6_keeps_the_whole_address_and_is_v6_only_unless_asked():
         pytest.skip(f"no IPv6 loopback: {e}")
     with lst:
         assert lst.family == socket.AF_INET6 and lst.getsockname()[0] == "::1"
-        assert lst.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    with net.create_server(("::1", 0), family=socket.AF_INET6) as v6only:
+        assert v6only.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
     with net.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True) as dual:
         assert dual.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0

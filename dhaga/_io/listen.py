@@ -94,7 +94,7 @@ def bind(
     family: int = _stdsocket.AF_UNSPEC,
     backlog: int | None = None,
     reuse_port: bool = False,
-    dualstack_ipv6: bool = False,
+    dualstack_ipv6: bool | None = None,
 ) -> socket:
     """A green socket bound to ``address`` and listening.
 
@@ -106,7 +106,8 @@ def bind(
             colon, else IPv4 (or what the name resolves to).
         backlog: the listen queue length (default: the system's maximum).
         reuse_port: set ``SO_REUSEPORT`` so several processes can serve one port.
-        dualstack_ipv6: on an IPv6 socket, accept IPv4 connections too.
+        dualstack_ipv6: on an IPv6 socket, accept IPv4 connections too (True) or not
+            (False); None leaves the system's default (``IPV6_V6ONLY`` off on Linux).
 
     Raises:
         OSError: the address could not be bound (in use, bad path...).
@@ -134,7 +135,7 @@ def bind(
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
             if reuse_port:
                 sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
-            if sock.family == _stdsocket.AF_INET6 and _stdsocket.has_ipv6:
+            if sock.family == _stdsocket.AF_INET6 and dualstack_ipv6 is not None:
                 sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY,
                                 0 if dualstack_ipv6 else 1)
         elif dualstack_ipv6:
