@@ -13,15 +13,20 @@ Three applications, each served by one process:
 
 Servers: dhaga.web (``python -m dhaga.web``) on asyncio's loop and on uvloop, gevent.pywsgi
 (with TCP_NODELAY on each connection, as dhaga.web sets it), gunicorn with one gevent worker,
-and gunicorn with one dhaga.web.GunicornWorker. Every server is measured in the same run, in
-rounds (one wrk run per server per round), with ``wrk -t1 -c100 -dNs``; the table shows the
-median requests per second of the rounds, the server's CPU time per request (user + system, of
-the server's processes: steadier than throughput on a busy machine, where wrk, the server and
-the delay server compete for the same CPUs) and the ratios the goals name. ``--parser`` also
+gunicorn with one dhaga.web.GunicornWorker, and granian (Rust; one worker, its WSGI interface
+running the application in its blocking threads; skipped if it is not installed). Every server
+is measured in the same run, in rounds (one wrk run per server per round), with ``wrk -t1
+-c100 -dNs``; an app written ``name@N`` is run with N connections instead (the default list
+has ``wait10@1000``: 1,000 connections each waiting 10 ms, a ceiling of 100k req/s). The table
+shows the median requests per second of the rounds, the server's CPU time per request (user +
+system, of the server's processes: steadier than throughput on a busy machine, where wrk, the
+server and the delay server compete for the same CPUs), wrk's p99 latency, and the ratios the
+goals name. ``--parser`` also
 times the HTTP head parser against Tornado's, alone and in the server (hello world with
 browser-like heads, Tornado's parser swapped in). Usage::
 
-    python benchmarks/bench_web.py [--duration 5] [--rounds 3] [--parser] [--json out.json]
+    python benchmarks/bench_web.py [--duration 5] [--rounds 3] [--apps hello,wait10@1000]
+                                   [--parser] [--json out.json]
 """
 
 from __future__ import annotations
@@ -189,8 +194,40 @@ def serve_gevent(app_name: str) -> None:
 
 
 # ---------------------------------------------------------------------------- running
-def start(cmd: list[str], pattern: str, env: dict) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_connectable(port: int, deadline: float) -> None:
+    """Some servers say they listen before they accept (granian's worker starts later)."""
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+#: CPU lists for the server and for wrk (``--pin``): one core each, as the goals are stated.
+PIN: dict[str, list[str]] = {"server": [], "wrk": []}
+
+
+def start(cmd: list[str], pattern: str, env: dict,
+          pin: str = "server") -> tuple[subprocess.Popen, int]:
+    """Start a server; wait for ``pattern``, whose group 1 is the port it listens on.
+
+    For servers that cannot bind port 0, ``{port}`` in ``cmd`` is replaced by a free port, and
+    ``pattern`` (then without a group) says when the server is ready.
+    """
+    port = 0
+    if "{port}" in cmd:
+        port = _free_port()
+        cmd = [str(port) if a == "{port}" else a for a in cmd]
+    proc = subprocess.Popen(PIN[pin] + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode(errors="replace")  # type: ignore[union-attr]
@@ -201,7 +238,9 @@ def start(cmd: list[str], pattern: str, env: dict) -> tuple[subprocess.Popen, in
             # keep draining its output so that it never blocks on a full pipe
             import threading
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-            return proc, int(m.group(1))
+            port = int(m.group(1)) if m.groups() else port
+            _wait_connectable(port, deadline)
+            return proc, port
     proc.kill()
     raise RuntimeError(f"{cmd} did not start")
 
@@ -232,6 +271,9 @@ def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
                                gunicorn_at, {"BENCH_GREEN": "gevent"}),
         "gunicorn -k dhaga": (gunicorn + ["--log-level", "info", "-k", "dhaga.web.GunicornWorker",
                                           spec], gunicorn_at, {"BENCH_GREEN": "dhaga"}),
+        "granian WSGI": ([py, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+                          "--port", "{port}", "--workers", "1", "--backlog", "1024",
+                          "--no-access-log", spec], r"Started worker-1", {}),
     }
     return cmds
 
@@ -261,12 +303,19 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if m is None:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+
+
 def wrk(port: int, duration: float, connections: int,
-        extra: list[str] | None = None) -> tuple[float, int]:
-    """Run wrk; returns (requests per second, requests completed)."""
+        extra: list[str] | None = None, latency: list | None = None) -> tuple[float, int]:
+    """Run wrk; returns (requests per second, requests completed); appends p99 ms to latency."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", *(extra or []),
-         f"http://127.0.0.1:{port}/"],
+        [*PIN["wrk"], "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+         *(extra or []), f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, timeout=duration + 60,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -276,6 +325,9 @@ def wrk(port: int, duration: float, connections: int,
         raise RuntimeError(f"wrk failed:\n{out}")
     if errors:
         print(f"    (wrk reported: {errors.group(0)})", file=sys.stderr)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if latency is not None:
+        latency.append(_ms(p99.group(1)) if p99 else float("nan"))
     return float(m.group(1)), int(n.group(1))
 
 
@@ -285,15 +337,19 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def bench_app(app: str, args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def bench_app(spec: str, args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """Run every server on ``spec`` (``app`` or ``app@connections``); returns rps, CPU, p99."""
+    app, _, conns = spec.partition("@")
+    connections = int(conns) if conns else args.connections
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     delay = None
     if app == "backend10":
         delay, delay_port = start([sys.executable, __file__, "--serve", "delay"],
-                                  r"listening on (\d+)", env)
+                                  r"listening on (\d+)", env, pin="wrk")
         env["BENCH_DELAY_ADDR"] = f"127.0.0.1:{delay_port}"
     results: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
+    p99: dict[str, list[float]] = {}
     try:
         cmds = server_commands(app)
         for rnd in range(args.rounds):
@@ -304,22 +360,25 @@ def bench_app(app: str, args: argparse.Namespace) -> tuple[dict[str, list[float]
                     continue
                 if "uvloop" in name and not _importable("uvloop"):
                     continue
+                if name.startswith("granian") and not _importable("granian"):
+                    continue
                 proc, port = start(cmd, pattern, dict(env, **extra))
                 try:
-                    wrk(port, 1, args.connections)  # warm up
+                    wrk(port, 1, connections)  # warm up
                     before = cpu_seconds(proc.pid)
-                    rps, done = wrk(port, args.duration, args.connections)
+                    rps, done = wrk(port, args.duration, connections,
+                                    latency=p99.setdefault(name, []))
                     us = (cpu_seconds(proc.pid) - before) / done * 1e6
                 finally:
                     stop(proc)
                 results.setdefault(name, []).append(rps)
                 cpu.setdefault(name, []).append(us)
-                print(f"  {app:<7} round {rnd + 1}: {name:<20} {rps:>10,.0f} req/s "
-                      f"{us:>7.1f} us CPU/request", file=sys.stderr)
+                print(f"  {spec:<11} round {rnd + 1}: {name:<20} {rps:>10,.0f} req/s "
+                      f"{us:>7.1f} us CPU/request  p99 {p99[name][-1]:.1f} ms", file=sys.stderr)
     finally:
         if delay is not None:
             stop(delay)
-    return results, cpu
+    return results, cpu, p99
 
 
 BROWSER_HEADERS = [
@@ -391,8 +450,13 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="wrk runs per server (median taken)")
     ap.add_argument("--connections", type=int, default=100)
-    ap.add_argument("--apps", default="hello,wait10,backend10")
+    ap.add_argument("--apps", default="hello,wait10,backend10,wait10@1000",
+                    help="comma-separated; app@N runs it with N connections")
     ap.add_argument("--parser", action="store_true", help="also time the head parser")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction,
+                    default=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
+                    help="server on CPU 0, wrk (and the delay server) on CPU 1 (default if "
+                         "there are 2 CPUs and taskset)")
     ap.add_argument("--json", help="write the raw figures here")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -402,23 +466,29 @@ def main() -> int:
     if args.serve:
         serve_gevent(f"{args.serve}_app")
         return 0
+    if args.pin:
+        PIN["server"], PIN["wrk"] = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
     report: dict = {"settings": {"duration": args.duration, "rounds": args.rounds,
-                                 "connections": args.connections, "cpus": os.cpu_count()}}
-    for app in [a for a in args.apps.split(",") if a]:
-        results, cpu = bench_app(app, args)
+                                 "connections": args.connections, "cpus": os.cpu_count(),
+                                 "pinned": args.pin}}
+    for spec in [a for a in args.apps.split(",") if a]:
+        app, _, conns = spec.partition("@")
+        results, cpu, p99 = bench_app(spec, args)
         medians = {name: statistics.median(v) for name, v in results.items()}
         cpu_medians = {name: statistics.median(v) for name, v in cpu.items()}
-        report[app] = {"runs": results, "median": medians, "cpu_us_per_request": cpu,
-                       "cpu_median": cpu_medians}
-        print(f"\n{app}: wrk -t1 -c{args.connections} -d{args.duration:g}s, median of "
+        p99_medians = {name: statistics.median(v) for name, v in p99.items()}
+        report[spec] = {"runs": results, "median": medians, "cpu_us_per_request": cpu,
+                        "cpu_median": cpu_medians, "p99_ms": p99, "p99_median": p99_medians}
+        print(f"\n{spec}: wrk -t1 -c{conns or args.connections} -d{args.duration:g}s, median of "
               f"{args.rounds} rounds (one server process each)")
-        print(f"  {'server':<22}{'req/s':>10}{'CPU us/req':>12}")
+        print(f"  {'server':<22}{'req/s':>10}{'CPU us/req':>12}{'p99 ms':>9}")
         for name, rps in medians.items():
-            print(f"  {name:<22}{rps:>10,.0f}{cpu_medians[name]:>12.1f}")
+            print(f"  {name:<22}{rps:>10,.0f}{cpu_medians[name]:>12.1f}{p99_medians[name]:>9.1f}")
         peers = ["gevent.pywsgi", "gunicorn -k gevent"] if app == "hello" else ["gevent.pywsgi"]
+        peers.append("granian WSGI")
         for mine in ("dhaga.web asyncio", "dhaga.web uvloop"):
             for peer in peers:
                 if mine in medians and peer in medians:

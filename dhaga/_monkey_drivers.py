@@ -38,7 +38,7 @@ import types
 import weakref
 from typing import Any, Callable
 
-from ._fdwait import notify_close, wait_any, wait_fd
+from ._io.fdwait import notify_close, wait_any, wait_fd
 from ._monkey_imports import when_imported
 from .errors import Killed, TimeoutInterrupt
 from .scheduler import get_scheduler
@@ -294,7 +294,7 @@ def _green_hostaddr(params: dict[str, Any]) -> dict[str, Any]:
             pass
         import socket
 
-        from ._dns import getaddrinfo
+        from ._io.dns import getaddrinfo
 
         infos = getaddrinfo(h, int(port), 0, socket.SOCK_STREAM)
         addrs.append(infos[0][4][0])

@@ -4,11 +4,11 @@ How this works
 --------------
 Each call first asks the real ``select``/``poll`` with a zero timeout (no waiting, the exact
 answer the standard library would give); only if nothing is ready does the dhaga park on the
-reader/writer slots of every descriptor at once (`dhaga._fdwait.wait_any`), then it asks again.
+reader/writer slots of every descriptor at once (`dhaga._io.fdwait.wait_any`), then it asks again.
 Where parking is impossible (a coroutine or callback on the event loop, or a plain thread that
 never used dhaga), the real blocking call is made, as before patching.
 
-This module knows `_fdwait` and the standard library's ``select``/``selectors``; it does not
+This module knows `dhaga._io.fdwait` and the standard library's ``select``/``selectors``; it does not
 patch anything itself.
 """
 
@@ -22,7 +22,7 @@ from time import monotonic
 from typing import Any, Iterable
 
 from . import scheduler as _scheduler
-from ._fdwait import fileno_of, wait_any
+from ._io.fdwait import fileno_of, wait_any
 
 __all__ = ["select", "poll", "GreenSelector", "must_block_thread"]
 

@@ -19,7 +19,7 @@ import time as _time
 import types
 from typing import Any, Callable
 
-from ._fdwait import wait_readable
+from ._io.fdwait import wait_readable
 from ._monkey_select import GreenSelector, must_block_thread
 from .errors import Timeout
 

@@ -3,25 +3,7 @@
 What `patch_all` replaces by default, like gevent (module attributes; the originals are kept,
 see `original`):
 
-==========  =================================================================================
-socket      ``socket.socket`` (the class), ``create_connection``, ``socketpair``, ``fromfd``
-dns         ``socket.getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``,
-            ``getnameinfo``, ``getfqdn``
-time        ``time.sleep``
-select      ``select.select``, ``select.poll``; removes ``select.epoll``/``devpoll``/``kqueue``
-selectors   ``DefaultSelector``, ``SelectSelector``, ``PollSelector``; removes the epoll,
-            devpoll and kqueue selectors (asyncio itself keeps the real ones)
-ssl         ``ssl.SSLContext.wrap_socket`` (builds a green `dhaga.tls.SSLSocket` when given a
-            green socket), ``ssl.create_connection``
-threading   ``threading``'s locks, events, conditions, semaphores, ``Thread`` and ``local``;
-            see `dhaga._monkey_threading`
-queue       ``queue``'s queues (follows ``threading`` unless given)
-subprocess  ``Popen``'s waits and ``communicate``; see `dhaga._monkey_subprocess`
-drivers     psycopg2, psycopg 3, and Django's per-request connections, when (or as soon as)
-            they are imported; see `dhaga._monkey_drivers` (PyMySQL and redis-py need only
-            the socket patch)
-==========  =================================================================================
-
+==========  ==========================================================================
 Not patched: ``os`` and file I/O (use `dhaga.to_thread`), ``os.system``/``os.waitpid``,
 ``signal``, and modules' ``from x import y`` references that existed before patching
 (`patch_all` warns about those it finds). This module only swaps attributes and remembers the
@@ -177,7 +159,7 @@ def patch_dns() -> None:
     """Resolve names without blocking the loop (the libc resolver in a worker thread)."""
     import socket
 
-    from . import _dns
+    from ._io import dns as _dns
 
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
                  "getnameinfo", "getfqdn"):
@@ -253,7 +235,7 @@ def patch_ssl() -> None:
     import ssl
 
     from . import net
-    from .tls import SSLSocket
+    from ._io.tls import SSLSocket
 
     std_wrap = original("ssl.SSLContext", "wrap_socket")
 

@@ -1,7 +1,7 @@
 """Green networking: sockets, servers, name resolution, TLS and descriptor waits for dhagas.
 
-The public face of `dhaga._greensocket` (the socket class), `dhaga._dns` (resolution off the
-loop), `dhaga.tls`, `dhaga.server` and `dhaga._fdwait` (waiting on raw descriptors). It holds no
+The public face of the `dhaga._io` package (`greensocket`: the socket class; `dns`: resolution
+off the loop; `tls`; `fdwait`: waiting on raw descriptors) and of `dhaga.server`. It holds no
 logic of its own, and must not know how any of them works.
 """
 
@@ -24,7 +24,7 @@ from socket import (  # noqa: F401 - re-exported so `dhaga.net` reads like `sock
     timeout,
 )
 
-from ._dns import (
+from ._io.dns import (
     getaddrinfo,
     getfqdn,
     gethostbyaddr,
@@ -32,12 +32,14 @@ from ._dns import (
     gethostbyname_ex,
     getnameinfo,
 )
-from ._fdwait import ConcurrentUseError, notify_close, wait_readable, wait_writable
-from ._greensocket import create_connection, create_server, fromfd, socket, socketpair
+from ._io.fdwait import ConcurrentUseError, notify_close, wait_readable, wait_writable
+from ._io.greensocket import create_connection, fromfd, socket, socketpair
+from ._io.listen import create_server
+from ._io.tls import SSLSocket, wrap_ssl
 from .server import StreamServer
-from .tls import SSLSocket, wrap_ssl
 
 socket.__module__ = __name__  # shown as `dhaga.net.socket`, where users find it
+SSLSocket.__module__ = __name__
 
 __all__ = [
     "socket",

@@ -12,7 +12,8 @@ import pytest
 from scripts.netfixtures import no_fd_leak  # noqa: F401 - autouse fixture
 
 import dhaga
-from dhaga import _fdwait, net
+from dhaga import net
+from dhaga._io import fdwait as _fdwait
 from dhaga.testing import settle
 
 pytestmark = pytest.mark.usefixtures("each_loop")
@@ -504,7 +505,7 @@ def test_getaddrinfo_numeric_and_hosts_file_match_the_stdlib():
 
 
 def test_name_resolution_does_not_block_the_loop(monkeypatch):
-    from dhaga import _dns
+    from dhaga._io import dns as _dns
 
     release = threading.Event()
 
@@ -520,7 +521,7 @@ def test_name_resolution_does_not_block_the_loop(monkeypatch):
 
 
 def test_connect_resolves_names_green(monkeypatch):
-    from dhaga import _dns
+    from dhaga._io import dns as _dns
 
     lst = net.socket()
     lst.bind(("127.0.0.1", 0))

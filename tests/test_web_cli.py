@@ -201,3 +201,18 @@ def test_a_wedged_server_still_exits_on_sigterm_or_sigint(patched, signum):
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_body_timeout_option_cuts_off_a_slow_body():
+    # the app answers without reading the body; the server then reads the rest of it to keep
+    # the connection, and --body-timeout, not the 30 s per-read --timeout, ends that wait
+    proc, port = start_cli("--body-timeout", "0.3", "--timeout", "30")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123")
+            data = b""
+            while chunk := c.recv(4096):  # times out (the test fails) if the server waits 30 s
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and b"pid=" in data
+    finally:
+        assert stop(proc) == 0

@@ -19,9 +19,9 @@ from dhaga.web.protocol import (
 )
 
 
-def status_of(fn, *args):
+def status_of(fn, *args, **kw):
     with pytest.raises(RequestError) as info:
-        fn(*args)
+        fn(*args, **kw)
     assert isinstance(info.value, ProtocolError)
     return info.value.status
 
@@ -124,6 +124,50 @@ def test_head_end_resumes_where_it_left_off():
     buf = b"GET / HTTP/1.1\r\nHost: h\r\n\r"
     assert head_end(buf) == -1
     assert head_end(buf + b"\n", start=len(buf)) == len(buf) - 3
+
+
+# A TLS 1.2 ClientHello's first bytes (record type 0x16, version 3.1, length, handshake type 1).
+_CLIENT_HELLO = bytes.fromhex("160301020001" "0001fc0303") + bytes(range(32))
+
+
+@pytest.mark.parametrize("partial", [
+    b"GET / HTTP/1.1\nHost: h\n",                 # bare LFs: would never see CRLF CRLF
+    b"GET / HTTP/1.1\nHost: h\n\n",
+    b"GET / HTTP/1.1\r\nHost: h\n",              # a bare LF after a good request line
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: 1\n\r\n",
+    b"GET / HT\rTP",                              # a bare CR in the request line
+    _CLIENT_HELLO,                                 # TLS spoken to a plain HTTP port
+    b"\x16\x03\x01",                               # ... even its first three bytes
+    b"\x00\x01\x02\xff\xfe",                        # binary
+    b"\xef\xbb\xbfGET / HTTP/1.1",                 # a byte-order mark
+    b"GET /a\x00b",                                # a control character in the target
+    b"(GET / HTTP/1.1",                            # not a method
+    b"GET / HTTP/1.1 extra",                       # a fourth part
+])
+def test_a_head_that_can_never_be_valid_is_refused_before_it_ends(partial):
+    assert status_of(head_end, partial) == 400
+
+
+@pytest.mark.parametrize("partial", [
+    b"G", b"GET", b"GET ", b"GET /", b"GET /a?b=c ", b"GET / HTTP/1.", b"GET / HTTP/1.1\r",
+    b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: h\r\n\r",
+    b"GET / HTTP/1.1\r\nX: \x00 is for parse_head",   # fields are checked when complete
+    b"GET http://h/p HTTP/1.1\r\nHost: h",
+])
+def test_a_head_that_may_still_be_valid_waits_for_more(partial):
+    assert head_end(partial) == -1
+
+
+def test_the_early_check_looks_only_at_new_bytes():
+    good = b"GET / HTTP/1.1\r\nHost: h\r\n"
+    assert head_end(good + b"X: 1", start=len(good)) == -1
+    assert status_of(head_end, good + b"X: 1\n", start=len(good)) == 400
+
+
+def test_equal_content_lengths_collapse_and_different_ones_are_refused():
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5"
+    assert parse_head(head).content_length == 5
+    assert status_of(parse_head, head[:-1] + b"6") == 400
 
 
 # ---------------------------------------------------------------------- against Tornado

@@ -299,3 +299,38 @@ def test_https(tmp_path):
         srv.stop(timeout=1)
     assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"hello /secure")
     assert schemes == ["https"]
+
+
+def read_all(sock) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GET / HTTP/1.1\nHost: t\n\n",
+    bytes.fromhex("16030100f4010000f00303") + os.urandom(32),  # a TLS ClientHello
+])
+def test_a_hopeless_head_is_answered_400_at_once_not_408_later(serve, garbage):
+    srv = serve(hello, header_timeout=30)
+    with net.create_connection(srv.address) as c:
+        c.sendall(garbage)
+        c.settimeout(5)  # far below header_timeout: a 408 would come only after 30 s
+        assert read_all(c).startswith(b"HTTP/1.1 400 ")
+    conn = client(srv)
+    assert fetch(conn, "/still")[:2] == (200, b"hello /still")
+    conn.close()
+
+
+def test_a_body_that_takes_too_long_in_all_gets_408(serve):
+    def app(env, start_response):
+        body = env["wsgi.input"].read()
+        start_response("200 OK", [])
+        return [body]
+
+    srv = serve(app, timeout=30, body_timeout=0.3)
+    with net.create_connection(srv.address) as c:
+        c.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123")
+        c.settimeout(10)  # the per-read timeout (30 s) would not end it in time
+        assert read_all(c).startswith(b"HTTP/1.1 408 ")

@@ -88,6 +88,54 @@ def test_each_request_gets_a_fresh_environ():
     assert "HTTP_X_ONLY_FIRST" not in seen[1] and seen[1]["mine"] == 2
 
 
+def test_a_repeated_head_gets_a_fresh_environ_and_the_same_answers():
+    seen: list = []
+
+    def app(env, start_response):
+        seen.append(dict(env))
+        env["PATH_INFO"] = "/changed by the app"
+        env["mine"] = len(seen)
+        del env["HTTP_HOST"]
+        start_response("200 OK", [])
+        return [env["wsgi.input"].read()]
+
+    body = post(b"abc")
+    sock = serve(app, get("a") + get("a") + body + body + get("a", b"Connection: close\r\n")
+                 + get("a"))
+    answers = replies(sock.sent, count=5)
+    assert [r.body for r in answers] == [b"", b"", b"abc", b"abc", b""]
+    assert len(seen) == 5  # the sixth request came after Connection: close
+    for env in seen:
+        assert "mine" not in env and "HTTP_HOST" in env
+    assert [env["PATH_INFO"] for env in seen] == ["/a", "/a", "/", "/", "/a"]
+    assert seen[2]["wsgi.input"] is not seen[3]["wsgi.input"]  # each body its own input
+
+
+def test_response_headers_repeated_on_a_connection_are_still_checked_and_current():
+    shared = [["X-Count", "0"]]  # a list the application changes in place
+    answers = iter([
+        ("200 OK", [("Content-Type", "text/plain")]),
+        ("200 OK", [("Content-Type", "text/plain")]),           # the same: remembered
+        ("200 OK", shared),
+        ("200 OK", shared),
+        ("200 OK", [("Content-Type", "text/plain\r\nX-Evil: 1")]),  # same status, bad value
+    ])
+
+    def app(env, start_response):
+        status, headers = next(answers)
+        if headers is shared:
+            shared[0][1] = str(int(shared[0][1]) + 1)
+        start_response(status, headers)
+        return [b"x"]
+
+    sock = serve(app, get("a") * 5)
+    r = replies(sock.sent, count=5)
+    assert [x.status for x in r] == [200, 200, 200, 200, 500]
+    assert r[1].headers["Content-Type"] == "text/plain"
+    assert r[2].headers["X-Count"] == "1" and r[3].headers["X-Count"] == "2"
+    assert "X-Evil" not in r[4].headers
+
+
 # ---------------------------------------------------------------------- start_response
 def test_a_list_goes_out_in_one_send_with_a_computed_length():
     sock = serve(hello, get("abc", b"Connection: close\r\n"))
@@ -594,3 +642,85 @@ def test_no_access_log_work_while_it_is_disabled(monkeypatch):
         assert reply(serve(hello, get("quiet")).sent).status == 200
     finally:
         logging.getLogger("dhaga.web.access").setLevel(logging.NOTSET)
+
+
+# ---------------------------------------------------------------------- RFC 9112 edge cases
+def test_two_equal_content_lengths_reach_the_app_as_one_value():
+    def app(env, start_response):
+        start_response("200 OK", [])
+        return [env["CONTENT_LENGTH"].encode(), b":", env["wsgi.input"].read()]
+
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"
+    assert reply(serve(app, head).sent).body == b"3:abc"
+
+
+def test_different_content_lengths_are_refused_with_400():
+    seen: list = []
+    head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+    sock = serve(record_environ(seen), head)
+    assert reply(sock.sent).status == 400 and seen == []
+
+
+def test_absolute_form_host_wins_and_unknown_schemes_are_refused():
+    seen: list = []
+    sock = serve(record_environ(seen),
+                 b"GET http://good.example/p HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+                 b"GET ftp://good.example/p HTTP/1.1\r\nHost: good.example\r\n\r\n")
+    first, second = replies(sock.sent, count=2)
+    assert first.status == 200 and second.status == 400
+    assert seen[0]["HTTP_HOST"] == "good.example" and seen[0]["PATH_INFO"] == "/p"
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GET / HTTP/1.1\nHost: t\n\n",                       # bare LFs
+    bytes.fromhex("16030100f4010000f00303") + bytes(32),  # a TLS ClientHello
+    b"\x00\xff\x13\x37 binary",
+])
+def test_a_hopeless_head_gets_400_without_waiting_for_more(garbage):
+    def never(sock):
+        raise AssertionError("the server waited for more bytes of a hopeless head")
+
+    sock = serve(hello, garbage, never)
+    assert reply(sock.sent).status == 400
+
+
+def trickle(handler, monkeypatch, body, every):
+    """Send ``body`` a byte at a time, ``every`` seconds apart on a fake clock; reap each time.
+
+    Returns the socket and how many operations each reap ended.
+    """
+    clock = [1000.0]
+    monkeypatch.setattr(wsgi, "monotonic", lambda: clock[0])
+    reaped = []
+
+    def byte(b):
+        def step(sock):
+            clock[0] += every
+            reaped.append(handler.reap(clock[0]))
+            return b""if sock.shut else b
+        return step
+
+    sock = FakeSocket(post(body)[:-len(body)], *[byte(body[i:i + 1]) for i in range(len(body))])
+    handler(sock, ("1.2.3.4", 1))
+    return sock, reaped
+
+
+def test_the_body_has_a_total_deadline_even_when_every_read_is_quick(monkeypatch):
+    # a byte every 2 s: each read is well within `timeout`, the whole body is not within 5 s
+    handler = wsgi.WSGIHandler(echo, timeout=7, body_timeout=5)
+    sock, reaped = trickle(handler, monkeypatch, b"0123456789", every=2)
+    assert reaped == [0, 0, 1]
+    assert reply(sock.sent).status == 408
+
+
+def test_no_total_body_deadline_when_it_is_none(monkeypatch):
+    handler = wsgi.WSGIHandler(echo, timeout=7, body_timeout=None)
+    sock, reaped = trickle(handler, monkeypatch, b"0123456789", every=2)
+    assert reaped == [0] * 10
+    assert reply(sock.sent).body == b"0123456789"
+
+
+def test_the_default_body_deadline_is_documented_and_finite():
+    assert wsgi.DEFAULT_BODY_TIMEOUT == 120.0
+    assert wsgi.WSGIHandler(echo).body_timeout == wsgi.DEFAULT_BODY_TIMEOUT

@@ -2,8 +2,8 @@
 
 How this works
 --------------
-`bind` opens a listening green socket and an accept loop (a dhaga) that runs a `Session` in a
-new dhaga per connection. `connect` gives the socket a persistent pipe at once (ROUTER excepted:
+`bind` opens a listening green socket and an accept loop (`dhaga._io.listen`'s `Acceptor`, with
+the EMFILE policy every server shares) that runs a `Session` in a new dhaga per connection. `connect` gives the socket a persistent pipe at once (ROUTER excepted:
 its pipes are named by the peer's identity, known only after the handshake), so messages queue
 before the connection is up, then runs a connect loop (a dhaga): connect, run the session in
 the same dhaga until it ends, wait ``reconnect_ivl`` (plus up to as much again of random jitter,
@@ -20,13 +20,13 @@ import os
 import random
 import shutil
 import socket as _stdsocket
-import stat
 import tempfile
 from typing import Any
 
-from dhaga import net
-from dhaga.scheduler import sleep, spawn
-
+from .. import net
+from .._io.listen import Acceptor, set_nodelay
+from .._io.listen import bind as _bind_socket
+from ..scheduler import sleep, spawn
 from .session import Session
 
 __all__ = ["bind", "connect", "parse"]
@@ -80,22 +80,6 @@ def _describe(family: int, address: Any) -> str:
     return f"tcp://[{host}]:{port}" if family == _stdsocket.AF_INET6 else f"tcp://{host}:{port}"
 
 
-def _resolve(family: int, address: tuple[str, int]) -> tuple[str, int]:
-    """Resolve a host name to bind to, without blocking the loop; IP literals pass as they are."""
-    host, port = address
-    try:
-        _stdsocket.inet_pton(family, host)
-        return address
-    except OSError:
-        info = net.getaddrinfo(host, port, family, _stdsocket.SOCK_STREAM)
-        return info[0][4][:2]
-
-
-def _tune(stream: Any) -> None:
-    if stream.family != _stdsocket.AF_UNIX:
-        stream.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-
-
 class _Listener:
     """A bound endpoint: its listening socket, accept loop and the sessions it started."""
 
@@ -107,57 +91,39 @@ class _Listener:
         if family == _stdsocket.AF_UNIX and address == "*":
             self._tmpdir = tempfile.mkdtemp(prefix="dhaga-mq-")
             address = os.path.join(self._tmpdir, "socket")
-        if family != _stdsocket.AF_UNIX:
-            address = _resolve(family, address)
-        listener = net.socket(family, _stdsocket.SOCK_STREAM)
+        elif family == _stdsocket.AF_UNIX and not address.startswith("\0"):
+            self._path = address
         try:
-            if family == _stdsocket.AF_UNIX:
-                if not address.startswith("\0"):
-                    _unlink_stale(address)
-                    self._path = address
-            else:
-                listener.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-            listener.bind(address)
-            listener.listen(_stdsocket.SOMAXCONN)  # bursts of connects must not overflow it
+            listener = _bind_socket(address, family=family)
         except BaseException:
-            listener.close()
+            self._path = None  # not ours: binding failed
             self._remove_files()
             raise
         self._listener = listener
         self.endpoint = _describe(family, listener.getsockname())
         self.sessions: set[Session] = set()
-        self._accepting = spawn(self._accept_loop)
-        self._accepting.name = f"mq-accept {self.endpoint}"
+        self._acceptor = Acceptor(listener, self._accepted, name=f"mq {self.endpoint}",
+                                  logger=log)
+        self._acceptor.start()
 
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                stream, address = self._listener.accept()
-            except OSError as exc:
-                if self._listener.fileno() < 0:
-                    return
-                log.warning("accept on %s failed: %s", self.endpoint, exc)
-                sleep(0.01)  # e.g. EMFILE: let others release descriptors
-                continue
-            _tune(stream)
-            ipc = self._path or self._tmpdir
-            peer = self.endpoint if ipc else _describe(stream.family, address)
-            session = Session(self.sock, stream, peer)
-            self.sessions.add(session)
-            d = spawn(self._serve, session)
-            d.name = f"mq-session {peer}"
+    def _accepted(self, stream: Any, address: Any) -> None:
+        ipc = self._path or self._tmpdir
+        peer = self.endpoint if ipc else _describe(stream.family, address)
+        session = Session(self.sock, stream, peer)
+        self.sessions.add(session)
+        d = spawn(self._serve, session)
+        d.name = f"mq-session {peer}"
 
     def _serve(self, session: Session) -> None:
         try:
             session.run()
         finally:
             self.sessions.discard(session)
+            self._acceptor.connection_closed()
 
     def stop_accepting(self) -> None:
         """Stop taking connections; established ones go on."""
-        if not self._accepting.done():
-            self._accepting.kill(block=False)
-        self._listener.close()
+        self._acceptor.stop()
         self._remove_files()
 
     def close(self) -> None:
@@ -177,15 +143,6 @@ class _Listener:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
-
-
-def _unlink_stale(path: str) -> None:
-    """Remove a socket file left by an earlier run (libzmq does too); never a regular file."""
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class _Connecter:
@@ -213,7 +170,7 @@ class _Connecter:
         stream = net.socket(self.family, _stdsocket.SOCK_STREAM)
         try:
             stream.connect(self.address)
-            _tune(stream)
+            set_nodelay(stream)
         except BaseException:
             stream.close()
             raise

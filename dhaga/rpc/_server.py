@@ -1,7 +1,7 @@
 """The msgpack-rpc `Server`: listen on TCP or Unix sockets, serve every request in its own dhaga.
 
 This module must not know how messages are framed or dispatched (that is `Connection`'s job);
-accepting is `dhaga.net.StreamServer`'s.
+binding and accepting are `dhaga._io.listen`'s, through `dhaga.net.StreamServer`.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import socket as _stdsocket
 import ssl as _ssl
-import stat
 from typing import Any, Callable, TypeVar
 
 from .. import net
+from .._io.listen import bind
 from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE
 from ..errors import Timeout
 from ..group import joinall
@@ -24,35 +24,6 @@ from ._methods import Methods, format_error
 __all__ = ["Server"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _remove_stale_socket(path: str | bytes) -> None:
-    """Remove a Unix socket file left by a server that is gone (as asyncio does)."""
-    if not path or path[:1] in ("\0", b"\0"):
-        return  # an abstract socket name: no file
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
-def _bind(address: Any, backlog: int, reuse_port: bool) -> Any:
-    """A green socket bound to ``address`` (TCP tuple or Unix path) and listening."""
-    if isinstance(address, (str, bytes, os.PathLike)):
-        path = os.fspath(address)
-        _remove_stale_socket(path)
-        sock = net.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-            sock.listen(backlog)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    family = _stdsocket.AF_INET6 if ":" in str(address[0]) else _stdsocket.AF_INET
-    return net.create_server(tuple(address), family=family, backlog=backlog,
-                             reuse_port=reuse_port)
 
 
 class Server:
@@ -172,7 +143,7 @@ class Server:
         """
         if self._stopping:
             raise RuntimeError("a stopped Server cannot listen again")
-        sock = _bind(address, backlog, reuse_port)
+        sock = bind(address, backlog=backlog, reuse_port=reuse_port)
         bound = sock.getsockname()
         listener = net.StreamServer(sock, self._serve_connection, ssl_context=ssl_context)
         self._listeners.append(listener)
@@ -267,9 +238,7 @@ class Server:
     def _serve_connection(self, sock: Any, addr: Any) -> None:
         if self._stopping:
             return
-        if sock.family != _stdsocket.AF_UNIX:
-            sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-        else:
+        if sock.family == _stdsocket.AF_UNIX:
             addr = f"unix:{sock.getsockname()}"
         conn = Connection(sock, self.methods, peer=addr,
                           max_message_size=self.max_message_size,

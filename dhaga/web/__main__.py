@@ -124,6 +124,7 @@ def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool
     server = WSGIServer(
         app, listener, backlog=args.backlog, header_timeout=args.header_timeout,
         keepalive_timeout=args.keepalive_timeout, timeout=args.timeout,
+        body_timeout=args.body_timeout or None,
         max_body_size=args.max_body_size or None, max_connections=args.max_connections,
         multiprocess=multiprocess,
     )
@@ -177,6 +178,8 @@ def _options() -> argparse.ArgumentParser:
                     help="seconds an idle keep-alive connection stays open")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds each body read or response send may take")
+    ap.add_argument("--body-timeout", type=float, default=120.0,
+                    help="seconds a client gets to send a whole request body; 0: no limit")
     ap.add_argument("--max-body-size", type=int, default=1 << 30, help="bytes; 0: no limit")
     return ap
 

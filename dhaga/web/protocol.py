@@ -20,6 +20,12 @@ answering hello world to browser-like heads spends half the CPU per request with
 answer with: 400, 414 (request line too long), 431 (head too large), 413 (body too large),
 501 (a transfer coding we do not implement) or 505 (an HTTP version other than 1.x).
 
+A head that can never become valid is refused as soon as its first bytes show it, not after
+the head timeout: a bare LF, a request line that does not start like ``METHOD target ...``
+(a TLS ClientHello, binary). Two ``Content-Length`` fields with one value collapse to it (as
+h11 does); different values are refused. `dhaga.web.environ` turns a parsed head into a WSGI
+environ.
+
 `ChunkedDecoder` decodes a chunked body incrementally: feed it bytes as they arrive, it returns
 the payload and, once the last chunk and trailers are in, the bytes that followed the body.
 
@@ -94,6 +100,8 @@ _CHUNK_LINE = re.compile(
     rf'([0-9A-Fa-f]{{1,16}})(?:[ \t]*;[ \t]*{_TCHAR}+(?:[ \t]*=[ \t]*(?:{_TCHAR}+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
 )
 _DIGITS = re.compile(r"[0-9]{1,18}")
+# What the start of a request line may look like before its CRLF has arrived.
+_LINE_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?: [\x21-\x7e\x80-\xff]*(?: [\x21-\x7e]*)?)?")
 
 #: Header names the framing logic looks at, lower-cased.
 _CONTENT_LENGTH = "content-length"
@@ -170,7 +178,27 @@ def head_end(buf: bytes, limits: Limits = DEFAULT_LIMITS, start: int = 0) -> int
         raise RequestError(414, "request line too long")
     if len(buf) > limits.max_header_size + 3:
         raise RequestError(431, "request head too large")
+    _refuse_hopeless(buf, start)
     return -1
+
+
+def _refuse_hopeless(buf: bytes, start: int) -> None:
+    """Raise 400 if the incomplete head ``buf`` can never become a valid one.
+
+    Looks only at the bytes from ``start`` on (and the first line while it is incomplete), so
+    a head that arrives a byte at a time costs linear time in all.
+    """
+    lf = buf.find(b"\n", max(0, start - 1))
+    while lf >= 0:
+        if lf == 0 or buf[lf - 1] != 13:
+            raise RequestError(400, "bare LF in the request head", buf[:200])
+        lf = buf.find(b"\n", lf + 1)
+    eol = buf.find(b"\r\n")
+    if eol >= 0 and eol + 2 < start:
+        return  # the request line was complete, and checked, before these bytes
+    line = buf[:eol] if eol >= 0 else buf[:-1] if buf[-1:] == b"\r" else buf
+    if line and _LINE_START.fullmatch(line) is None:
+        raise RequestError(400, "malformed request line", buf[:200])
 
 
 def _lower(name: str) -> str:

@@ -9,8 +9,9 @@ Hop-by-hop headers belong to the server: the application's are dropped, except t
 gave is cut to it; a shorter one closes the connection after the response, so that the client
 never waits for bytes that will not come.
 
-This module must not know about sockets or request parsing: it writes through
-``conn.sendall`` and reads only what the request line decided (method, version, keep-alive).
+This module must not know about sockets, connections or request parsing: it is given a
+``send`` function, a ``stopping`` predicate (a graceful stop closes the connection after the
+response), and what the request line decided (method, version, keep-alive).
 """
 
 from __future__ import annotations
@@ -52,18 +53,25 @@ class Response:
     """The response to one request: what ``start_response`` set, and what was sent.
 
     Args:
-        conn: has ``sendall(bytes)``.
+        send: sends bytes to the client (all of them, or raises).
+        stopping: returns True once the server is stopping gracefully.
+        memo: a list the connection keeps across its responses: the last status and headers
+            checked, with what was derived from them, so that an application answering with
+            the same ones again is not checked again.
         is_head: the request was ``HEAD``: no body is sent.
         version: the request's HTTP version; an HTTP/1.0 client gets no chunked framing.
         keep_alive: the connection may stay open after this response (it can only go down).
     """
 
-    __slots__ = ("conn", "is_head", "version", "keep_alive", "status", "status_code",
+    __slots__ = ("send", "stopping", "memo", "is_head", "version", "keep_alive", "status", "status_code",
                  "header_text", "length", "has_date", "head_sent", "chunked", "sends_body",
                  "body_sent", "bytes_sent", "unread_body")
 
-    def __init__(self, conn: Any, is_head: bool, version: str, keep_alive: bool) -> None:
-        self.conn = conn
+    def __init__(self, send: Callable[[bytes], Any], stopping: Callable[[], bool], is_head: bool,
+                 version: str, keep_alive: bool, memo: list | None = None) -> None:
+        self.send = send
+        self.stopping = stopping
+        self.memo = memo
         self.is_head = is_head
         self.version = version
         self.keep_alive = keep_alive
@@ -103,6 +111,15 @@ class Response:
                                "(call it again only with exc_info)")
         if type(status) is not str:
             raise TypeError(f"the status must be a str, not {type(status).__name__}")
+        memo = self.memo
+        if memo and type(headers) is list and status == memo[0] and headers == memo[1]:
+            _, _, code, self.header_text, self.length, self.has_date, close = memo
+            if close:
+                self.keep_alive = False
+            self.status = status
+            self.status_code = code
+            self.sends_body = not self.is_head and code not in _NO_BODY
+            return self.write
         m = _STATUS.fullmatch(status)
         if m is None:
             raise ValueError(f"malformed status {status!r}: expected like '200 OK' (code >= 200)")
@@ -110,6 +127,7 @@ class Response:
             raise TypeError(f"the response headers must be a list, not {type(headers).__name__}")
         length = None
         has_date = False
+        close = False
         lines = []
         for item in headers:
             try:
@@ -137,6 +155,7 @@ class Response:
                 else:
                     if low == "connection" and "close" in value.lower():
                         self.keep_alive = False
+                        close = True
                     continue  # hop-by-hop: the server's business
             lines.append(f"{name}: {value}\r\n")
         text = "".join(lines)
@@ -152,6 +171,9 @@ class Response:
         self.length = length
         self.has_date = has_date
         self.sends_body = not self.is_head and code not in _NO_BODY
+        if memo is not None:
+            # tuples of str only: a pair the application could change later never matches
+            memo[:] = (status, [tuple(h) for h in headers], code, text, length, has_date, close)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -182,7 +204,7 @@ class Response:
         if self.sends_body:
             self.body_sent += n
         self.bytes_sent += len(out)
-        self.conn.sendall(out)
+        self.send(out)
 
     # ------------------------------------------------------------------ sending
     def _head(self, body_length: int | None) -> bytes:
@@ -203,7 +225,7 @@ class Response:
                 self.keep_alive = False  # the end of the body is the end of the connection
         if self.keep_alive:
             unread = self.unread_body
-            if self.conn.closing or unread is not None and unread.must_close():
+            if self.stopping() or unread is not None and unread.must_close():
                 self.keep_alive = False
         if not self.keep_alive:
             parts.append("Connection: close\r\n\r\n")
@@ -244,7 +266,7 @@ class Response:
             out += body
             self.body_sent = len(body)
         self.bytes_sent = len(out)
-        self.conn.sendall(out)
+        self.send(out)
 
     def send_iterable(self, result: Iterable[bytes]) -> None:
         """Send a response body the application returned as any iterable, streaming it."""
@@ -263,10 +285,10 @@ class Response:
                 raise ResponseError("the application returned without calling start_response()")
             out = self._head(0 if self.length is None else None)
             self.bytes_sent += len(out)
-            self.conn.sendall(out)
+            self.send(out)
         elif self.chunked:
             self.bytes_sent += len(LAST_CHUNK)
-            self.conn.sendall(LAST_CHUNK)
+            self.send(LAST_CHUNK)
         if self.sends_body and self.length is not None and self.body_sent < self.length:
             log.warning("the application sent %d bytes of the %d its Content-Length announced: "
                         "closing the connection", self.body_sent, self.length)

@@ -1,9 +1,10 @@
 """`WSGIServer`: a WSGI application served over HTTP/1.1 by a `dhaga.net.StreamServer`.
 
-Every connection runs in its own dhaga (`dhaga.web.wsgi.WSGIHandler` does the HTTP); this module
-adds what is about the listening side: ``TCP_NODELAY`` on each connection, the ``https`` scheme
-under TLS, and the graceful stop (idle keep-alive connections closed at once, requests in flight
-given ``timeout`` seconds to finish, then killed).
+Every connection runs in its own dhaga (`dhaga.web.wsgi.WSGIHandler` does the HTTP); binding,
+``TCP_NODELAY`` and the EMFILE policy are `dhaga._io.listen`'s, shared by every server. This
+module adds what is about the listening side: the ``https`` scheme under TLS, and the graceful
+stop (idle keep-alive connections closed at once, requests in flight given ``timeout`` seconds
+to finish, then killed).
 
 This module must not know HTTP or WSGI details, nor about processes and signals.
 """
@@ -11,7 +12,6 @@ This module must not know HTTP or WSGI details, nor about processes and signals.
 from __future__ import annotations
 
 import _socket
-import socket as _stdsocket
 from typing import Any
 
 from .. import net
@@ -19,11 +19,9 @@ from ..net import StreamServer
 from ..scheduler import Dhaga, spawn
 from ..sync import Event
 from .protocol import Limits
-from .wsgi import WSGIApp, WSGIHandler
+from .wsgi import DEFAULT_BODY_TIMEOUT, WSGIApp, WSGIHandler
 
 __all__ = ["WSGIServer"]
-
-_TCP = (_stdsocket.AF_INET, _stdsocket.AF_INET6)
 
 
 class WSGIServer:
@@ -40,6 +38,9 @@ class WSGIServer:
         header_timeout: seconds a client has to send a complete request head (408 after).
         keepalive_timeout: seconds an idle keep-alive connection is kept open.
         timeout: seconds each read of a request body or send of a response may take.
+        body_timeout: seconds a client has to send a whole request body after its head
+            (408 after; None: no total limit). The default, 120 s, cuts off a client sending
+            a byte a second; raise it for large uploads over slow links.
         max_request_line: longest request line accepted (414 beyond).
         max_header_size: largest request head accepted (431 beyond).
         max_headers: most header fields accepted (431 beyond).
@@ -70,6 +71,7 @@ class WSGIServer:
         header_timeout: float = 10.0,
         keepalive_timeout: float = 75.0,
         timeout: float = 60.0,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         max_request_line: int = 8190,
         max_header_size: int = 65536,
         max_headers: int = 100,
@@ -85,6 +87,7 @@ class WSGIServer:
             header_timeout=header_timeout,
             keepalive_timeout=keepalive_timeout,
             timeout=timeout,
+            body_timeout=body_timeout,
             environ=extra,
             multiprocess=multiprocess,
         )
@@ -93,7 +96,7 @@ class WSGIServer:
             # so that StreamServer recognises it whatever `socket.socket` names now
             address = net.socket(address.family, address.type, address.proto, address.detach())
         self.stream_server = StreamServer(
-            address, self._serve_connection, ssl_context=ssl_context, reuse_port=reuse_port,
+            address, self.handler, ssl_context=ssl_context, reuse_port=reuse_port,
             backlog=backlog, max_connections=max_connections,
         )
         self.address: Any = None
@@ -117,14 +120,6 @@ class WSGIServer:
     def requests(self) -> int:
         """How many requests have been answered (or are being answered)."""
         return self.handler.requests
-
-    def _serve_connection(self, sock: Any, address: Any) -> None:
-        if sock.family in _TCP:
-            try:
-                sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        self.handler(sock, address)
 
     def start(self) -> None:
         """Bind, listen and start accepting in the background; returns at once."""

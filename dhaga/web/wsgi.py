@@ -7,9 +7,11 @@ How this works
 that called it; a server calls it in a new dhaga per connection, so each request in flight has
 a dhaga of its own, and a request that blocks parks only that dhaga.
 
-The bytes received wait in a buffer: the head is parsed from it (`dhaga.web.protocol`), the
-body is handed to the application as a lazy `dhaga.web.body.Input`, and what follows stays for
-the next request, so pipelined requests are answered in order. A response the application
+The bytes received wait in a buffer: the head is parsed from it (`dhaga.web.protocol`) and
+turned into an environ (`dhaga.web.environ`); a connection keeps its last head with both, so a
+client repeating a head byte for byte skips parsing it (a copy of the environ is all it
+costs). The body is handed to the application as a lazy `dhaga.web.body.Input`, and what
+follows stays for the next request, so pipelined requests are answered in order. A response the application
 returns as a list (the common case) goes out as one ``sendall`` of head and body, with a
 ``Content-Length`` computed when the application gave none. Any other iterable, and the
 ``write`` callable, stream: the head goes with the first non-empty chunk, framed chunked for
@@ -18,7 +20,8 @@ HTTP/1.1 clients when the length is unknown.
 Timeouts: the first byte of a request must come within ``keepalive_timeout`` (``header_timeout``
 for the first request of a connection), and the rest of the head within ``header_timeout`` of
 it; a client too slow with its head gets 408 and the connection is closed. Each read of the body
-and each send of the response must complete within ``timeout``. Rather than a timer per wait
+and each send of the response must complete within ``timeout``, and the whole body must have
+arrived within ``body_timeout`` of the head (a client sending a byte a second gets 408). Rather than a timer per wait
 (a timer per request is a tenth of the cost of a hello-world request on asyncio's loop), each
 connection records the deadline of the operation it is blocked in, and `WSGIHandler.reap`, run
 a few times per second, shuts down the sockets past their deadline: the blocked ``recv`` sees
@@ -39,10 +42,10 @@ import socket as _stdsocket
 import sys
 from time import monotonic, perf_counter, strftime
 from typing import Any, Callable, Iterable
-from urllib.parse import unquote_to_bytes
 
 from ..scheduler import sleep
 from .body import EMPTY_INPUT, Input
+from .environ import environ_for
 from .protocol import (
     CONTINUE,
     DEFAULT_LIMITS,
@@ -66,30 +69,10 @@ _INFO = logging.INFO
 RECV_SIZE = 65536
 #: Unread request body the server reads and drops to keep a connection alive (more: close).
 DRAIN_LIMIT = 65536
+#: Seconds a client has to send a whole request body after its head, by default.
+DEFAULT_BODY_TIMEOUT = 120.0
 
 _CR_LF = (13, 10)
-_env_keys: dict[str, str | None] = {}
-_ENV_KEYS_MAX = 2048
-
-
-def _env_key(name: str) -> str | None:
-    """``Content-Type`` -> ``CONTENT_TYPE``, ``X-Id`` -> ``HTTP_X_ID``; None for names with '_'.
-
-    A name with an underscore would land on the same key as its dashed twin, letting a client
-    forge a header a proxy vouches for (``X_Forwarded_For`` for ``X-Forwarded-For``): dropped.
-    """
-    key = _env_keys.get(name, "")
-    if key != "":
-        return key
-    if "_" in name:
-        key = None
-    else:
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-    if len(_env_keys) < _ENV_KEYS_MAX:
-        _env_keys[name] = key
-    return key
 
 
 class _ClientGone(Exception):
@@ -105,6 +88,8 @@ class WSGIHandler:
         header_timeout: seconds a client has to send a complete request head.
         keepalive_timeout: seconds an open connection may wait for its next request.
         timeout: seconds each read of a body or send of a response may take.
+        body_timeout: seconds a client has to send a whole request body, from the end of its
+            head (None: no total limit, only ``timeout`` per read); 408 after.
         environ: extra keys for every request's environ (``wsgi.url_scheme``, ...).
         server_address: the listening address, for ``SERVER_NAME`` and ``SERVER_PORT``.
         multiprocess: the value of ``wsgi.multiprocess``.
@@ -118,6 +103,7 @@ class WSGIHandler:
         header_timeout: float = 10.0,
         keepalive_timeout: float = 75.0,
         timeout: float = 60.0,
+        body_timeout: float | None = DEFAULT_BODY_TIMEOUT,
         environ: dict[str, Any] | None = None,
         server_address: Any = None,
         multiprocess: bool = False,
@@ -127,6 +113,7 @@ class WSGIHandler:
         self.header_timeout = header_timeout
         self.keepalive_timeout = keepalive_timeout
         self.timeout = timeout
+        self.body_timeout = body_timeout
         self.closing = False
         self.connections: set[_Connection] = set()
         #: Requests answered so far (the gunicorn worker counts them for max-requests).
@@ -194,10 +181,17 @@ class WSGIHandler:
 
     def run_reaper(self) -> None:
         """Call `reap` periodically, forever (run it in a dhaga; kill it to stop)."""
-        period = max(0.005, min(1.0, self.header_timeout, self.keepalive_timeout, self.timeout) / 4)
+        timeouts = [1.0, self.header_timeout, self.keepalive_timeout, self.timeout]
+        if self.body_timeout is not None:
+            timeouts.append(self.body_timeout)
+        period = max(0.005, min(timeouts) / 4)
         while True:
             sleep(period)
             self.reap()
+
+    def is_closing(self) -> bool:
+        """True once a graceful stop began (responses then close their connection)."""
+        return self.closing
 
     def close_idle(self) -> int:
         """Start a graceful stop: end the connections idle between requests; returns how many.
@@ -224,7 +218,7 @@ class _Connection:
     """One client connection: its buffer, and the request being answered."""
 
     __slots__ = ("handler", "sock", "address", "env", "idle", "served", "deadline",
-                 "timed_out", "writing", "response")
+                 "body_deadline", "timed_out", "writing", "response")
 
     def __init__(self, handler: WSGIHandler, sock: Any, address: Any) -> None:
         self.handler = handler
@@ -241,6 +235,8 @@ class _Connection:
         self.served = 0
         #: When the socket operation under way must have completed (monotonic; 0: none).
         self.deadline = 0.0
+        #: When the request body must have been received in full (monotonic; 0: no body).
+        self.body_deadline = 0.0
         self.timed_out = False
         self.writing = False
         self.response: Response | None = None
@@ -248,19 +244,19 @@ class _Connection:
     def __repr__(self) -> str:
         return f"<dhaga.web connection {self.address!r} served={self.served}>"
 
-    @property
-    def closing(self) -> bool:
-        """True once the server began a graceful stop (responses then close the connection)."""
-        return self.handler.closing
-
     # ------------------------------------------------------------------ socket helpers
     def recv_body(self, n: int) -> bytes:
         """Receive up to ``n`` bytes of request body (for `Input`).
 
         Raises:
-            TimeoutError: nothing came within ``timeout`` seconds.
+            TimeoutError: nothing came within ``timeout`` seconds, or the body's total
+                deadline (``body_timeout`` after its head) passed.
         """
-        self.deadline = monotonic() + self.handler.timeout
+        deadline = monotonic() + self.handler.timeout
+        body_deadline = self.body_deadline
+        if body_deadline and body_deadline < deadline:
+            deadline = body_deadline
+        self.deadline = deadline
         try:
             data = self.sock.recv(n)
         finally:
@@ -343,7 +339,16 @@ class _Connection:
         limits = handler.limits
         app = handler.app
         base_env = self.env
+        body_timeout = handler.body_timeout
+        send = self.sendall
+        stopping = handler.is_closing
         buf = b""
+        # The last head, its parse and its environ: a keep-alive client that sends the same
+        # head again (an API client, a health check, a load generator) skips both steps.
+        last_head = b""
+        last_req: Any = None
+        last_env: dict = {}
+        memo: list = []  # the last response head checked (see Response)
         while True:
             try:
                 if buf:
@@ -358,31 +363,20 @@ class _Connection:
                         return
                 else:
                     head_end(buf, limits)  # the request-line limit
-                req = parse_head(buf[:end], limits)
-                target = req.target
-                if target[0] != "/":
-                    target = _origin_form(target)
+                head = buf[:end]
+                if head == last_head:
+                    req = last_req
+                    env = last_env.copy()
+                else:
+                    req = parse_head(head, limits)
+                    env = environ_for(req, base_env)
+                    last_head, last_req, last_env = head, req, env.copy()
             except RequestError as e:
                 self._refuse(e)
                 return
             buf = buf[end + 4:]
             t0 = perf_counter() if access_log.isEnabledFor(_INFO) else 0.0
 
-            env = base_env.copy()
-            env["REQUEST_METHOD"] = req.method
-            env["RAW_URI"] = env["REQUEST_URI"] = req.target
-            env["SERVER_PROTOCOL"] = req.version
-            path, q, query = target.partition("?")
-            env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
-            env["QUERY_STRING"] = query
-            for name, value in req.fields:
-                key = _env_keys.get(name, "") or _env_key(name)
-                if key is None:
-                    continue
-                if key in env:
-                    env[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
-                else:
-                    env[key] = value
             if req.chunked:
                 inp: Input = Input(self, None, ChunkedDecoder(limits), buf, req.expect_continue)
                 buf = b""
@@ -392,21 +386,28 @@ class _Connection:
             else:
                 inp = EMPTY_INPUT
             env["wsgi.input"] = inp
+            if inp is not EMPTY_INPUT and body_timeout is not None:
+                self.body_deadline = monotonic() + body_timeout
 
             keep_alive = req.keep_alive and not handler.closing
-            resp = self.response = Response(self, req.method == "HEAD", req.version, keep_alive)
+            resp = self.response = Response(send, stopping, req.method == "HEAD", req.version,
+                                            keep_alive, memo)
             if inp is not EMPTY_INPUT and not inp.done:
                 resp.unread_body = inp
             self.served += 1
             handler.requests += 1
             self._run_app(app, env, resp)
             self.response = None
+            self.body_deadline = 0.0
             if t0:
                 self._log_access(env, resp, perf_counter() - t0)
             if not resp.keep_alive or handler.closing:
                 return
             if inp is not EMPTY_INPUT:
+                if body_timeout is not None:
+                    self.body_deadline = monotonic() + body_timeout
                 rest = inp.finish(DRAIN_LIMIT)
+                self.body_deadline = 0.0
                 if rest is None:
                     return
                 buf = rest
@@ -472,17 +473,3 @@ class _Connection:
                    "uri": env["RAW_URI"], "status": resp.status_code,
                    "bytes": resp.body_sent, "seconds": seconds},
         )
-
-
-def _origin_form(target: str) -> str:
-    """The path and query of an absolute-form target (``http://host/p?q`` -> ``/p?q``)."""
-    if target == "*":
-        return "*"
-    scheme, sep, rest = target.partition("://")
-    if not sep or not scheme.isalpha():
-        raise RequestError(400, f"malformed request target {target[:100]!r}")
-    slash = rest.find("/")
-    if slash < 0:
-        q = rest.find("?")
-        return "/" + (rest[q:] if q >= 0 else "")
-    return rest[slash:]

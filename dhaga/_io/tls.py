@@ -25,7 +25,7 @@ import ssl as _ssl
 from time import monotonic
 from typing import Any, Callable
 
-from ._greensocket import socket as _GreenSocket
+from .greensocket import socket as _GreenSocket
 
 __all__ = ["SSLSocket", "wrap_ssl"]
 

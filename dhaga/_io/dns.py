@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket as _stdsocket
 from typing import Any
 
-from .threads import to_thread
+from ..threads import to_thread
 
 __all__ = [
     "getaddrinfo",

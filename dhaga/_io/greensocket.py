@@ -7,7 +7,7 @@ holds for libraries that check it. Underneath, the OS socket is always in non-bl
 the timeout the user set (None = blocking, 0.0 = non-blocking, or seconds, with exactly the
 standard library's meaning) lives in a Python slot. Every blocking method first makes the
 system call; only when it fails with EAGAIN does the dhaga park on the descriptor's reader or
-writer slot (`dhaga._fdwait`), then it tries again. A timeout raises ``TimeoutError("timed
+writer slot (`dhaga._io.fdwait`), then it tries again. A timeout raises ``TimeoutError("timed
 out")`` as the standard library does; a non-blocking socket raises `BlockingIOError`.
 
 One refinement of try-first: on a blocking socket, a read that returned less than was asked
@@ -15,12 +15,12 @@ for emptied the kernel's buffer, so the next read would almost surely fail with 
 waits for readiness first instead (the registration is kept, so this costs no system call,
 and a level-triggered poll reports data that is already there at once).
 
-Addresses with host names are resolved through `dhaga._dns` before ``connect``/``sendto`` (the C
+Addresses with host names are resolved through `dhaga._io.dns` before ``connect``/``sendto`` (the C
 socket would call the blocking resolver itself). Closing wakes any dhaga waiting on the socket
 with ``OSError(EBADF)`` and removes the loop registration before the descriptor is closed.
 
 This module must not know about TLS, servers or the scheduler's internals (it parks only
-through `dhaga._fdwait`).
+through `dhaga._io.fdwait`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from threading import get_ident as _get_ident
 from time import monotonic
 from typing import Any
 
-from . import _dns
-from ._fdwait import _close_watcher, _Watcher, notify_close, watcher_for
-from .scheduler import get_scheduler
+from ..scheduler import get_scheduler
+from . import dns as _dns
+from .fdwait import _close_watcher, _Watcher, notify_close, watcher_for
 
-__all__ = ["socket", "create_connection", "create_server", "socketpair", "fromfd"]
+__all__ = ["socket", "create_connection", "socketpair", "fromfd"]
 
 _csock = _socket.socket
 _recv = _csock.recv
@@ -550,27 +550,3 @@ def create_connection(
         finally:
             exceptions.clear()
     raise OSError("getaddrinfo returns an empty list")
-
-
-def create_server(address: Any, *, family: int = _AF_INET, backlog: int | None = None,
-                  reuse_port: bool = False, dualstack_ipv6: bool = False) -> socket:
-    """A green listening TCP socket bound to ``address``, as `socket.create_server`.
-
-    Args:
-        address: ``(host, port)`` to bind; port 0 picks a free port.
-        family: ``AF_INET`` or ``AF_INET6``.
-        backlog: the listen backlog; None uses a reasonable default.
-        reuse_port: set ``SO_REUSEPORT``.
-        dualstack_ipv6: accept IPv4 and IPv6 on an ``AF_INET6`` socket.
-
-    Returns:
-        a listening green `socket`.
-
-    Raises:
-        OSError: binding or listening failed.
-    """
-    std = _stdsocket.create_server(address, family=family, backlog=backlog,
-                                   reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6)
-    if isinstance(std, socket):
-        return std
-    return socket(std.family, std.type, std.proto, std.detach())

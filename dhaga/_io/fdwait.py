@@ -37,9 +37,9 @@ import threading
 import weakref
 from typing import Any, Iterable
 
-from .errors import ConcurrentUseError, Timeout
-from .handle import TIMED_OUT
-from .scheduler import Scheduler, get_scheduler
+from ..errors import ConcurrentUseError, Timeout
+from ..handle import TIMED_OUT
+from ..scheduler import Scheduler, get_scheduler
 
 __all__ = [
     "ConcurrentUseError",
