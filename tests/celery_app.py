@@ -95,8 +95,16 @@ def wait_for_key(self, key: str, seconds: float) -> str:
     while time.monotonic() < deadline:
         if _store.exists(key):
             return "released"
-        time.sleep(0.05)
+        time.sleep(0.1)
     return "gave up"
+
+
+@app.task
+def nap(seconds: float) -> str:
+    """Count itself in, then sleep."""
+    _store.incr("napping")
+    time.sleep(seconds)
+    return "rested"
 
 
 @app.task(acks_late=True)

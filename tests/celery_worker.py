@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -78,6 +79,7 @@ def celery_app(redis_url):
             module = importlib.import_module("celery_app")
         yield module
     finally:
+        gc.collect()  # results left from the tests unsubscribe now, not at interpreter exit
         module.app.close()
         os.environ.pop("DHAGA_TEST_REDIS", None)
 
