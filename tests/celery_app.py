@@ -29,6 +29,9 @@ app.conf.update(
     result_backend_transport_options={"visibility_timeout": 10},
 )
 
+if os.environ.get("DHAGA_TEST_WORKER_POOL"):  # the setting dhaga.celery refuses
+    app.conf.worker_pool = os.environ["DHAGA_TEST_WORKER_POOL"]
+
 _store = redis.Redis.from_url(URL)
 
 

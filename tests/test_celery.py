@@ -264,3 +264,24 @@ def test_cold_shutdown_kills_running_tasks_which_are_delivered_again(celery_app,
     start_worker("cold2", concurrency=100)
     assert sorted(r.get(timeout=60) for r in results) == list(range(30))
     assert store.scard("durable:done") == 30
+
+
+@pytest.mark.timeout(60)
+def test_the_worker_pool_setting_is_refused_with_a_clear_error(celery_app, tmp_path):
+    """Chosen by the app's worker_pool setting, the pool would come too late to patch kombu."""
+    import os
+    import subprocess
+    import sys
+
+    from celery_worker import ROOT, TESTS
+
+    env = dict(os.environ, DHAGA_TEST_REDIS=celery_app.app.conf.broker_url,
+               DHAGA_TEST_WORKER_POOL="dhaga.celery:TaskPool",
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
+    env.pop("CELERY_CUSTOM_WORKER_POOL", None)
+    proc = subprocess.run([sys.executable, "-m", "celery", "-A", "celery_app", "worker",
+                           "-n", "late@127.0.0.1", "--without-mingle", "--without-gossip"],
+                          cwd=str(TESTS), env=env, capture_output=True, text=True, timeout=50)
+    assert proc.returncode != 0
+    assert "CELERY_CUSTOM_WORKER_POOL=dhaga.celery:TaskPool" in proc.stdout + proc.stderr
+    assert "worker_pool setting" in proc.stdout + proc.stderr

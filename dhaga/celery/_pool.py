@@ -50,6 +50,13 @@ __all__ = ["TaskPool"]
 
 log = logging.getLogger("celery.pool")
 
+_TOO_LATE = (
+    "dhaga.celery.TaskPool was chosen after Celery had imported kombu's event loop, which holds "
+    "the real epoll: every task would block the worker. Select the pool on the command line so "
+    "that dhaga patches first: CELERY_CUSTOM_WORKER_POOL=dhaga.celery:TaskPool celery -A proj "
+    "worker -P custom (or python -m dhaga.celery -A proj worker -P dhaga), not with the "
+    "worker_pool setting.")
+
 
 class _State(enum.Enum):
     QUEUED = "queued"
@@ -132,9 +139,13 @@ class TaskPool(base.BasePool):
     body_can_be_buffer = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from kombu.utils import eventio
+
         from ._patching import patch_worker
 
-        patch_worker()  # a no-op when done early, as it should be; late (worker_pool setting) else
+        patch_worker()  # a no-op when done early, as it should be
+        if getattr(eventio, "epoll", None) is not None:  # bound when kombu was imported
+            raise RuntimeError(_TOO_LATE)
         super().__init__(*args, **kwargs)
         self.limit = max(1, int(self.limit or 1))
         self.timeout = kwargs.get("timeout")
@@ -143,11 +154,8 @@ class TaskPool(base.BasePool):
         self._jobs: dict[int, _Job] = {}
         self._runners: set[Any] = set()
         self._pids = itertools.count(1)
-        self._accepting = False
 
     # ------------------------------------------------------------------ Celery's pool interface
-    def on_start(self) -> None:
-        self._accepting = True
 
     def on_apply(self, target: Callable[..., Any], args: Any = None, kwargs: Any = None,
                  callback: Any = None, accept_callback: Any = None, timeout: float | None = None,
@@ -171,22 +179,17 @@ class TaskPool(base.BasePool):
     def on_stop(self) -> None:
         """Warm shutdown: tasks not yet started are dropped (their messages were not acked, the
         broker delivers them again); running tasks finish."""
-        self._accepting = False
         self._queue.clear()
         for runner in list(self._runners):
             runner.join()
 
     def on_terminate(self) -> None:
         """Cold shutdown: kill every running task; unacknowledged messages go back to the broker."""
-        self._accepting = False
         self._queue.clear()
         for runner in list(self._runners):
             runner.kill(block=False)
         for runner in list(self._runners):
             runner.join(5.0)
-
-    def on_close(self) -> None:
-        self._accepting = False
 
     def grow(self, n: int = 1) -> None:
         self.limit += n
