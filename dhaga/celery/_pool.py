@@ -249,7 +249,9 @@ class TaskPool(base.BasePool):
         if job.soft:
             soft_timer = _scheduler.spawn_later(job.soft, self._soft_limit, job)
         try:
-            job.limit = _timeout(job.hard or None)
+            if not job.hard:
+                return job.target(*job.args, **job.kwargs)
+            job.limit = _timeout(job.hard)
             with job.limit:
                 return job.target(*job.args, **job.kwargs)
         finally:
