@@ -114,6 +114,7 @@ def nap(seconds: float) -> str:
 def durable(n: int, seconds: float) -> int:
     """acks_late: the message is acknowledged only once the task has run to the end."""
     _store.sadd("durable:started", n)
+    _store.incr("durable:runs")
     time.sleep(float(_store.get("durable:seconds") or seconds))
     _store.sadd("durable:done", n)
     return n

@@ -245,6 +245,7 @@ def test_warm_shutdown_lets_running_tasks_finish_and_loses_none(celery_app, star
     start_worker("warm2", concurrency=100)
     assert sorted(r.get(timeout=40) for r in results) == list(range(50))
     assert store.scard("durable:done") == 50
+    assert int(store.get("durable:runs")) == 50  # each ran once: the 20 finished were acked
 
 
 @pytest.mark.slow
@@ -264,6 +265,7 @@ def test_cold_shutdown_kills_running_tasks_which_are_delivered_again(celery_app,
     start_worker("cold2", concurrency=100)
     assert sorted(r.get(timeout=60) for r in results) == list(range(30))
     assert store.scard("durable:done") == 30
+    assert int(store.get("durable:runs")) == 60  # 30 killed, 30 run again, none a third time
 
 
 @pytest.mark.timeout(60)

@@ -73,12 +73,12 @@ class _Job:
     """One task handed to the pool; also the handle ``apply_async`` returns to Celery."""
 
     __slots__ = ("pid", "target", "args", "kwargs", "callback", "accept_callback",
-                 "timeout_callback", "error_callback", "hard", "soft", "state", "dhaga",
+                 "timeout_callback", "hard", "soft", "state", "dhaga",
                  "sent", "collected", "limit", "__weakref__")
 
     def __init__(self, pid: int, target: Callable[..., Any], args: Any, kwargs: Any,
                  callback: Any, accept_callback: Any, timeout_callback: Any,
-                 error_callback: Any, hard: float | None, soft: float | None) -> None:
+                 hard: float | None, soft: float | None) -> None:
         self.pid = pid
         self.target = target
         self.args = args
@@ -86,7 +86,6 @@ class _Job:
         self.callback = callback
         self.accept_callback = accept_callback
         self.timeout_callback = timeout_callback
-        self.error_callback = error_callback
         self.hard = hard
         self.soft = soft
         self.state = _State.QUEUED
@@ -156,13 +155,12 @@ class TaskPool(base.BasePool):
         self._pids = itertools.count(1)
 
     # ------------------------------------------------------------------ Celery's pool interface
-
     def on_apply(self, target: Callable[..., Any], args: Any = None, kwargs: Any = None,
                  callback: Any = None, accept_callback: Any = None, timeout: float | None = None,
                  timeout_callback: Any = None, soft_timeout: float | None = None,
-                 error_callback: Any = None, **_: Any) -> _Job:
+                 **_: Any) -> _Job:
         job = _Job(next(self._pids), target, args or (), kwargs or {}, callback, accept_callback,
-                   timeout_callback, error_callback,
+                   timeout_callback,
                    self.timeout if timeout is None else timeout,
                    self.soft_timeout if soft_timeout is None else soft_timeout)
         self._queue.append(job)
