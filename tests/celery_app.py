@@ -50,9 +50,12 @@ def fetch(url: str) -> list:
 @app.task
 def probe() -> dict:
     """What the worker process looks like from inside a task."""
-    from kombu.utils import eventio
+    import amqp.channel
+    from kombu.utils import eventio, functional, objects
 
     return {
+        "early_copies": [functional.sleep.__module__, objects.RLock.__module__,
+                         amqp.channel.Queue.__module__],
         "pid": os.getpid(),
         "socket": socket.socket.__module__,
         "event": threading.Event.__module__,

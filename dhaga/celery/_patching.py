@@ -6,6 +6,11 @@ the same moment through ``CELERY_CUSTOM_WORKER_POOL``: Celery's ``maybe_patch_co
 imports the custom pool's module before ``celery.app``, kombu's transports and the user's app,
 so `dhaga.celery` checks here whether the command line selects it and patches then.
 
+By then Celery's option parsing has imported kombu's helpers and py-amqp, a few of which bound
+an original with ``from x import y`` (``kombu.utils.functional.sleep``, used by every connection
+retry; ``kombu.utils.objects.RLock``; ``amqp.channel.Queue``): `patch_worker` points those names
+at the patched objects too, so a broker reconnection backs off without freezing every task.
+
 This module reads the command line and calls `dhaga.monkey`; it must not know how the pool
 runs tasks.
 """
@@ -25,6 +30,17 @@ POOL_PATH = "dhaga.celery:TaskPool"
 _POOL_SPELLINGS = (POOL_PATH, "dhaga.celery.TaskPool", "dhaga.celery._pool:TaskPool")
 
 _patched = False
+
+#: Names that ``from x import y`` may have copied before patching: (module, attribute).
+_REBOUND = (
+    [("time", "sleep"), ("select", "select"), ("select", "poll")]
+    + [("socket", n) for n in ("socket", "create_connection", "socketpair")]
+    + [("threading", n) for n in ("Lock", "RLock", "Event", "Condition", "Semaphore",
+                                  "BoundedSemaphore", "Thread", "local")]
+    + [("queue", n) for n in ("Queue", "LifoQueue", "PriorityQueue", "SimpleQueue")]
+)
+#: Packages Celery imports before it imports the pool; their stale copies are fixed up.
+_EARLY_PACKAGES = ("kombu", "amqp", "billiard", "celery", "vine")
 
 
 def pool_option(argv: Sequence[str]) -> str | None:
@@ -78,5 +94,39 @@ def patch_worker(warn: bool = True) -> bool:
         _patched = True
         return False
     monkey.patch_all(threading=True, warn=warn)
+    _rebind_early_copies(monkey)
     _patched = True
     return True
+
+
+def _rebind_early_copies(monkey: object) -> list[str]:
+    """Point copies of patched names in Celery's early modules at the patched objects.
+
+    Returns:
+        the ``module.name`` references rebound.
+    """
+    pairs = []
+    for module_name, attr in _REBOUND:
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        current = getattr(module, attr, None)
+        try:
+            before = monkey.original(module_name, attr)  # type: ignore[attr-defined]
+        except (AttributeError, ImportError):
+            continue
+        if current is not None and current is not before:
+            pairs.append((before, current))
+    rebound = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name.partition(".")[0] not in _EARLY_PACKAGES:
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for attr, value in list(namespace.items()):
+            for before, current in pairs:
+                if value is before:
+                    setattr(module, attr, current)
+                    rebound.append(f"{name}.{attr}")
+    return rebound
