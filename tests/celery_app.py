@@ -81,6 +81,17 @@ def soft_limited(seconds: float) -> str:
     return "finished"
 
 
+@app.task
+def stubborn(key: str) -> str:
+    """No limits of its own: catches the soft limit and keeps waiting."""
+    try:
+        time.sleep(30)
+    except SoftTimeLimitExceeded:
+        _store.set(key, "soft limit seen")
+        time.sleep(30)
+    return "never"
+
+
 @app.task(time_limit=1)
 def hard_limited(key: str) -> str:
     _store.set(key, "started")

@@ -8,7 +8,8 @@ Start a worker with either command line (both documented in docs/celery.md)::
 Importing this package in a process whose command line selects the pool applies
 `dhaga.monkey.patch_all` (threading included) at once: with ``-P custom`` Celery imports it
 before ``celery.app``, kombu's transports and the user's app, which is what makes the patching
-early enough. Imported anywhere else, it patches nothing. This face holds no logic.
+early enough. Imported anywhere else, it patches nothing. Apart from that one call this face
+holds no logic.
 """
 
 from __future__ import annotations

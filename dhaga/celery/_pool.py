@@ -27,8 +27,9 @@ With the Redis and AMQP transports Celery drives its consumer with kombu's event
 calls ``select.poll`` -- green after `dhaga.celery`'s patching -- so while the consumer waits
 for messages, the tasks run; remote control, heartbeats and the timers stay on that loop.
 
-This module knows Celery's pool interface and dhaga's public calls; it must not know when or
-how the process was patched.
+This module knows Celery's pool interface and dhaga's public calls; it must not know what is
+patched or when (that is `_patching`'s business: the pool only asks it to make sure, and
+refuses to start on a kombu loop that was imported unpatched).
 """
 
 from __future__ import annotations
