@@ -6,7 +6,8 @@ each pool, in rounds, a fresh worker starts listening on an idle queue; the task
 to the bench queue; the clock starts when the worker is told to consume it
 (``add_consumer``) and stops when the counter reaches the number of tasks. Measured: tasks per
 second, the worker's peak RSS (sampled every 0.1 s, children included for prefork) and its CPU
-time per task.
+time per task. Then, in the same worker, ``--concurrency`` tasks that each wait 3 s are sent,
+and the worker's RSS is read once all of them wait at once (not for prefork, which holds two).
 
 Pools: ``dhaga`` (``CELERY_CUSTOM_WORKER_POOL=dhaga.celery:TaskPool ... -P custom``),
 ``gevent`` and ``threads`` with the same ``--concurrency``, and ``prefork -c 2`` (which can
@@ -139,6 +140,20 @@ def run_one(app, store, url: str, pool: str, tasks: int, concurrency: int, rnd: 
         elapsed = time.monotonic() - started
         cpu = tree_cpu(ps) - cpu0
         peak = max(peak, tree_rss(ps))
+        holding_rss = None
+        if pool != "prefork":
+            store.delete("bench:holding", "bench:held")
+            for _ in range(concurrency):
+                celery_bench_app.hold_task.apply_async(args=(3.0,), queue="bench")
+            deadline = time.monotonic() + 120
+            while int(store.get("bench:holding") or 0) < concurrency:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{pool}: only {store.get('bench:holding')} tasks waiting")
+                time.sleep(0.05)
+            holding_rss = tree_rss(ps)
+            if int(store.get("bench:held") or 0) > 0:
+                holding_rss = None  # some finished before all started: not all at once
+            wait_until(lambda: int(store.get("bench:held") or 0) >= concurrency, 120, "held")
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -149,7 +164,8 @@ def run_one(app, store, url: str, pool: str, tasks: int, concurrency: int, rnd: 
                 proc.wait(10)
         log.close()
     return {"pool": pool, "tasks": tasks, "seconds": elapsed, "per_s": tasks / elapsed,
-            "rss_mb": peak / 2**20, "cpu_ms_per_task": cpu * 1000 / tasks}
+            "rss_mb": peak / 2**20, "cpu_ms_per_task": cpu * 1000 / tasks,
+            "holding_rss_mb": None if holding_rss is None else holding_rss / 2**20}
 
 
 def main() -> None:
@@ -178,26 +194,32 @@ def main() -> None:
                     n = opts.prefork_tasks if pool == "prefork" else opts.tasks
                     r = run_one(app, store, url, pool, n, opts.concurrency, rnd, logdir)
                     runs.append(r)
+                    held = r["holding_rss_mb"]
                     print(f"round {rnd + 1} {pool:8s} {r['per_s']:8.0f} tasks/s "
-                          f"{r['rss_mb']:7.1f} MB {r['cpu_ms_per_task']:6.2f} ms CPU/task",
-                          flush=True)
+                          f"{r['rss_mb']:7.1f} MB {r['cpu_ms_per_task']:6.2f} ms CPU/task "
+                          f"{'-' if held is None else f'{held:.1f} MB'} with "
+                          f"{opts.concurrency} waiting", flush=True)
         finally:
             redis_proc.terminate()
             redis_proc.wait(10)
 
     def med(pool: str, key: str) -> float:
-        return statistics.median(r[key] for r in runs if r["pool"] == pool)
+        values = [r[key] for r in runs if r["pool"] == pool and r[key] is not None]
+        return statistics.median(values) if values else float("nan")
 
     print(f"\n{opts.tasks} tasks of 100 ms blocking I/O (prefork: {opts.prefork_tasks}), one worker,"
           f" concurrency {opts.concurrency} (prefork: 2); medians of {opts.rounds} rounds")
-    print("| pool | tasks/s | peak RSS (MB) | CPU ms/task | throughput vs gevent | RSS vs gevent |")
-    print("|---|---|---|---|---|---|")
+    print(f"| pool | tasks/s | peak RSS (MB) | CPU ms/task | RSS with {opts.concurrency} waiting"
+          " (MB) | throughput vs gevent | RSS vs gevent |")
+    print("|---|---|---|---|---|---|---|")
     for pool in pools:
         rate, rss, cpu = med(pool, "per_s"), med(pool, "rss_mb"), med(pool, "cpu_ms_per_task")
         vs = (f"{rate / med('gevent', 'per_s'):.2f}x", f"{rss / med('gevent', 'rss_mb'):.2f}x") \
             if "gevent" in pools else ("-", "-")
         label = {"prefork": "prefork -c 2", "dhaga": "dhaga (TaskPool)"}.get(pool, pool)
-        print(f"| {label} | {rate:.0f} | {rss:.1f} | {cpu:.2f} | {vs[0]} | {vs[1]} |")
+        held = med(pool, "holding_rss_mb")
+        held_s = "-" if held != held else f"{held:.1f}"
+        print(f"| {label} | {rate:.0f} | {rss:.1f} | {cpu:.2f} | {held_s} | {vs[0]} | {vs[1]} |")
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(runs, f, indent=1)

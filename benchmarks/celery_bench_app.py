@@ -27,3 +27,11 @@ _store = redis.Redis.from_url(URL, max_connections=20000)
 def io_task() -> None:
     _store.blpop(["bench:never-filled"], timeout=WAIT)
     _store.incr("bench:done")
+
+
+@app.task
+def hold_task(seconds: float) -> None:
+    """Count itself in, wait ``seconds`` on Redis, count itself out (for RSS with N waiting)."""
+    _store.incr("bench:holding")
+    _store.blpop(["bench:never-filled"], timeout=seconds)
+    _store.incr("bench:held")
