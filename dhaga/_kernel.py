@@ -340,6 +340,7 @@ class Scheduler:
             nxt = None
             gr.switch()
             return
+        nxt = None  # the last one skipped (killed before it started)
         self._current = None
         self._hub.switch()  # type: ignore[union-attr]
 

@@ -57,7 +57,8 @@ def work(sched: Scheduler) -> None:
             if tb is not None:
                 e.__traceback__ = tb.tb_next  # drop this frame from the traceback
             sched._finish(task, None, e)
-            del e
+            # The traceback holds the dhaga's frames: an idle worker must not keep them.
+            del e, tb
         else:
             sched._finish(task, value, None)
         task = value = None  # release them before waiting for the next
@@ -74,6 +75,7 @@ def work(sched: Scheduler) -> None:
                 gr.task = nxt
                 nxt._gr = gr
                 nxt._state = RUNNING
+                nxt = None  # held by gr.task; a stale local would outlive the dhaga
                 break
             if len(sched._idle) >= MAX_IDLE_WORKERS:
                 runq.appendleft(nxt)
@@ -86,6 +88,7 @@ def work(sched: Scheduler) -> None:
             other = None
             break
         else:
+            nxt = None  # the last one skipped (killed before it started)
             if len(sched._idle) >= MAX_IDLE_WORKERS:
                 gr.parent = sched._hub  # type: ignore[assignment]
                 return
