@@ -10,7 +10,7 @@ import pytest
 
 import dhaga
 from dhaga import BlockingError, Timeout
-from dhaga.handle import TIMED_OUT
+from dhaga._core.states import TIMED_OUT
 from dhaga.scheduler import get_scheduler
 from dhaga.sync import (
     BoundedSemaphore,

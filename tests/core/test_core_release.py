@@ -69,16 +69,17 @@ def test_a_failed_dhagas_result_still_holds_its_traceback_while_the_handle_lives
 
 def test_a_dhaga_killed_before_it_started_is_not_kept_by_the_worker_that_skipped_it():
     refs: list = []
+    later: list = []
 
     def first() -> None:
-        victim.kill(block=False)  # still in the run queue: the worker skips it
+        later[0].kill(block=False)  # still in the run queue: the worker skips it
 
     d1 = dhaga.spawn(first)
-    victim = dhaga.spawn(_holding, refs, _fail)
-    refs.append(weakref.ref(victim))
+    later.append(dhaga.spawn(_holding, refs, _fail))
+    refs.append(weakref.ref(later[0]))
     d1.join()
-    assert victim.killed()
-    del victim
+    assert later[0].killed()
+    later.clear()
     settle()
     gc.collect()
     assert refs[0]() is None

@@ -16,15 +16,12 @@ the scheduler's run queue and hands each outcome back to `Scheduler._finish`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import greenlet
 
-from .errors import Killed
-from .handle import DONE, NEW, RUNNING
-
-if TYPE_CHECKING:
-    from ._kernel import Scheduler
+from ..errors import Killed
+from .states import DONE, NEW, RUNNING
 
 __all__ = ["MAX_IDLE_WORKERS", "work"]
 
@@ -40,7 +37,7 @@ class _Worker(greenlet.greenlet):
     __slots__ = ("task",)
 
 
-def work(sched: Scheduler) -> None:
+def work(sched: Any) -> None:
     """The body of a worker greenlet: run its dhaga, then the next new ones inline."""
     gr: _Worker = _getcurrent()  # type: ignore[assignment]
     runq = sched._runq

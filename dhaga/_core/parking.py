@@ -1,0 +1,312 @@
+"""The parking API: the one door through which anything outside the core waits and wakes.
+
+How this works
+--------------
+A waiter (the running dhaga, or the thread's top level when no dhaga runs) that must wait takes
+a *ticket* with `ticket()`, puts it wherever the wake-up will come from (a queue's getters, a
+socket's reader slot, an RPC call's pending table), and calls `park(ticket, timeout)`. Whoever
+has the value calls `wake(ticket, value)`, from any thread; `park` returns that value. A ticket
+names one park: a wake-up that arrives after that park ended (it timed out, was killed, or was
+already woken) is dropped, so a late or duplicate wake never resumes a later wait.
+
+A park ends in one of three ways: woken (its value), timed out (`park` raises `Timeout`, or
+returns the ``timed_out`` value the caller chose), or interrupted (`interrupt(waiter, exc)`:
+kills and ``dhaga.timeout()`` blocks raise their exception at the waiter's blocking point). A
+waiter woken with a value always receives it: an interrupt that arrives later is delivered at
+its next blocking point, so a handed-over item or permit is never lost. Whoever parks removes
+its ticket where it left it (in a ``finally``) unless the waker took it.
+
+`Slot` holds one parked waiter (a socket's reader, an mq session's writer); `Lot` holds many,
+woken in FIFO order and safe across threads (trio's ``ParkingLot``).
+
+Wake-before-park: on the waiter's own thread nothing else runs between taking a ticket and
+parking (there is no switch in between), so no wake can come early from there; a wake from
+another thread is delivered through the waiter's loop, which runs only once the waiter has
+parked (or handed its thread to the next dhaga), so it finds the park it names.
+
+This module must not know about any primitive, socket or protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from ..errors import ConcurrentUseError, Timeout
+from .kernel import Scheduler
+from .states import PARKED, TIMED_OUT, _Waiter
+from .threads import _local, get_scheduler
+
+__all__ = ["Ticket", "ticket", "current_waiter", "park", "wake", "wake_now", "interrupt",
+           "discard_interrupt", "hand_over", "wake_soon", "forget", "remove", "is_parked", "Slot", "Lot", "RAISE"]
+
+Ticket = tuple  # (waiter, gen): one park of one waiter
+_get_ident = threading.get_ident
+
+
+class _Raise:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RAISE"
+
+
+#: `park`'s default ``timed_out``: raise `Timeout` when the timeout expires.
+RAISE: Any = _Raise()
+
+
+def current_waiter(may_block: bool = True) -> _Waiter:
+    """The caller's waiter: its dhaga, or the thread's top level.
+
+    Args:
+        may_block: the caller means to park: refuse a coroutine or callback on the loop.
+
+    Raises:
+        BlockingError: ``may_block`` and the caller is a coroutine or callback on the loop.
+    """
+    sched = getattr(_local, "sched", None)
+    if sched is not None:
+        d = sched._current
+        if d is not None:
+            return d
+    sched = get_scheduler()
+    return sched.waiter() if may_block else sched._top
+
+
+def ticket() -> Ticket:
+    """A ticket for the caller's next park.
+
+    Raises:
+        BlockingError: the caller is a coroutine or callback running on the event loop.
+    """
+    sched = getattr(_local, "sched", None)
+    if sched is not None:
+        d = sched._current
+        if d is not None:
+            return (d, d._gen)
+    waiter = get_scheduler().waiter()
+    return (waiter, waiter._gen)
+
+
+def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+    """Suspend the caller (the ticket's waiter) until its ticket is woken; return the value.
+
+    Args:
+        t: the caller's ticket, taken with `ticket()` and registered where the wake comes from.
+        timeout: seconds at most; None waits forever.
+        timed_out: returned when ``timeout`` expires; by default `Timeout` is raised instead.
+
+    Raises:
+        Timeout: ``timeout`` expired and ``timed_out`` was not given.
+        BaseException: the exception the ticket was woken with, or an interrupt (a kill, a
+            ``dhaga.timeout()`` block's).
+    """
+    waiter = t[0]
+    if timeout is None:
+        return waiter._sched.park(waiter)
+    value = waiter._sched.park_timed(waiter, timeout)
+    if value is TIMED_OUT:
+        if timed_out is RAISE:
+            raise Timeout(f"timed out after {timeout}s", timeout)
+        return timed_out
+    return value
+
+
+def wake(t: Ticket, value: Any = None, exc: BaseException | None = None) -> bool:
+    """Wake the park ``t`` names with ``value`` (or ``exc``), from any thread.
+
+    Returns:
+        on the waiter's own thread, whether it was woken (False: that park has ended or the
+        waiter was woken already); from another thread, True (the wake is sent on, and dropped
+        there if that park has ended).
+    """
+    waiter, gen = t
+    sched = waiter._sched
+    if sched._thread_id == _get_ident():
+        return sched._unpark(waiter, value, exc, gen)
+    sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
+    return True
+
+
+def wake_soon(t: Ticket, value: Any = None, exc: BaseException | None = None) -> None:
+    """Like `wake`, but always through the waiter's loop, even from its own thread.
+
+    For a completion callback that may run at once, in the waiter's thread, before it parks.
+    """
+    waiter = t[0]
+    sched = waiter._sched
+    sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, t[1])
+
+
+def hand_over(t: Ticket, value: Any) -> bool | None:
+    """Wake the park ``t`` names with ``value`` if its waiter is of this thread.
+
+    For a value that must not be lost: the caller keeps it unless this returns True.
+
+    Returns:
+        True if handed over; False if that park has ended or was woken already (the waiter
+        is of this thread); None, doing nothing, if the waiter is of another thread.
+    """
+    waiter, gen = t
+    sched = waiter._sched
+    if sched._thread_id != _get_ident():
+        return None
+    return sched._unpark(waiter, value, None, gen)
+
+
+def wake_now(t: Ticket) -> bool:
+    """From a loop callback of the waiter's thread: wake it and run it before returning.
+
+    For I/O readiness: the woken dhaga consumes what made it ready before the loop polls again.
+    Returns False if that park has ended or the waiter was woken already.
+    """
+    waiter = t[0]
+    if waiter._gen != t[1]:
+        return False
+    return waiter._sched.run_now(waiter)
+
+
+def interrupt(waiter: _Waiter, exc: BaseException) -> bool:
+    """Raise ``exc`` in ``waiter`` at its blocking point (kills and timeouts); any thread.
+
+    See `Scheduler.interrupt`: returns False when a dhaga had finished or never started.
+    """
+    return waiter._sched.interrupt(waiter, exc)
+
+
+def discard_interrupt(waiter: _Waiter, exc: BaseException) -> None:
+    """Drop ``exc`` if it still waits for ``waiter``'s next blocking point (waiter's thread)."""
+    Scheduler.discard_interrupt(waiter, exc)
+
+
+def remove(mutex: Any, tickets: Any, t: Ticket) -> bool:
+    """Take ``t`` out of ``tickets`` under ``mutex``; False if a waker took it already."""
+    with mutex:
+        try:
+            tickets.remove(t)
+        except ValueError:
+            return False
+    return True
+
+
+def forget(t: Ticket) -> None:
+    """Wake-ups for ``t`` addressed from now on are stale (the park it named is over)."""
+    waiter = t[0]
+    if waiter._gen == t[1] and waiter._state is not PARKED:
+        waiter._gen += 1
+
+
+def is_parked(t: Ticket) -> bool:
+    """True while the park ``t`` names is still waiting (not woken, timed out or interrupted)."""
+    waiter = t[0]
+    return waiter._state is PARKED and waiter._gen == t[1]
+
+
+class Slot:
+    """Room for one parked waiter, and its wake-up: a session's writer, a connection's writer.
+
+    Waking takes the ticket out, so a second wake before the waiter runs costs nothing.
+    """
+
+    __slots__ = ("ticket",)
+
+    def __init__(self) -> None:
+        self.ticket: Ticket | None = None
+
+    def __repr__(self) -> str:
+        return f"<Slot {'empty' if self.ticket is None else self.ticket[0]!r}>"
+
+    def park(self, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+        """Park the caller in the slot until `wake`; see `park`.
+
+        Raises:
+            ConcurrentUseError: another waiter is parked in the slot.
+        """
+        if self.ticket is not None:
+            raise ConcurrentUseError("another dhaga is already waiting here")
+        t = self.ticket = ticket()
+        try:
+            return park(t, timeout, timed_out)
+        finally:
+            if self.ticket is t:
+                self.ticket = None
+
+    def wake(self, value: Any = None, exc: BaseException | None = None) -> bool:
+        """Wake the waiter in the slot and empty the slot; False if none was there."""
+        t = self.ticket
+        if t is None:
+            return False
+        self.ticket = None
+        return wake(t, value, exc)
+
+    def wake_now(self) -> bool:
+        """Wake the parked waiter and run it now (from a loop callback); see `wake_now`."""
+        t = self.ticket
+        return t is not None and wake_now(t)
+
+
+class Lot:
+    """Many parked waiters, woken first come, first served; safe across threads."""
+
+    __slots__ = ("_tickets", "_mutex")
+
+    def __init__(self) -> None:
+        self._tickets: deque[Ticket] = deque()
+        self._mutex = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def __repr__(self) -> str:
+        return f"<Lot waiters={len(self._tickets)}>"
+
+    def park(self, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+        """Park the caller until `wake_one`/`wake_all` reaches it; see `park`.
+
+        A waiter woken as its timeout expires counts as woken (it returns the value).
+        """
+        t = ticket()
+        mutex = self._mutex
+        with mutex:
+            self._tickets.append(t)
+        try:
+            value = park(t, timeout, _TIMED_OUT)
+        except BaseException:
+            self._remove(t)
+            raise
+        if value is _TIMED_OUT:
+            if self._remove(t):
+                if timed_out is RAISE:
+                    raise Timeout(f"timed out after {timeout}s", timeout)
+                return timed_out
+            value = None  # woken as the timeout expired: the wake-up wins
+        return value
+
+    def _remove(self, t: Ticket) -> bool:
+        with self._mutex:
+            try:
+                self._tickets.remove(t)
+            except ValueError:
+                return False
+        return True
+
+    def wake_one(self, value: Any = None) -> bool:
+        """Wake the longest waiter; False if none waits."""
+        with self._mutex:
+            if not self._tickets:
+                return False
+            t = self._tickets.popleft()
+        wake(t, value)
+        return True
+
+    def wake_all(self, value: Any = None) -> int:
+        """Wake every waiter; return how many."""
+        with self._mutex:
+            tickets, self._tickets = self._tickets, deque()
+        for t in tickets:
+            wake(t, value)
+        return len(tickets)
+
+
+_TIMED_OUT = object()
