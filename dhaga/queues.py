@@ -35,7 +35,7 @@ from collections import deque
 from typing import Any, Generic, TypeVar
 
 from ._core.parking import Ticket as _Ticket
-from ._core.parking import hand_over, park, wake
+from ._core.parking import current_waiter, hand_over, park, park_queued, unqueue, wake
 from ._core.parking import remove as _remove
 from ._core.parking import ticket as ticket_
 from .errors import Timeout
@@ -55,6 +55,16 @@ else:
 T = TypeVar("T")
 _get_ident = threading.get_ident
 _TIMED_OUT = object()  # what `park` returns here when a timeout expired
+_PARK = object()  # `get` found nothing: it parks
+
+
+class _FirstInLine:
+    """Queues a ticket at the front: for a getter whose reserved item was taken."""
+
+    __slots__ = ("append",)
+
+    def __init__(self, tickets: deque) -> None:
+        self.append = tickets.appendleft
 
 
 class Queue(Generic[T]):
@@ -188,24 +198,24 @@ class Queue(Generic[T]):
                             # and claim a reservation, so reserve the item for it.
                             self._put(item)
                             self._got_reserved += 1
-                        elif not getters and self._can_fast:
-                            self._refresh()
+                        mutex.release()
                         return
                 self._put(item)
-                ticket = self._notify_getter()
-                mine = None
+                ticket = self._notify_getter() if getters else None
             else:
                 if not block:
                     raise Full
                 if timeout is not None and timeout < 0:
                     raise ValueError("'timeout' must be a non-negative number")
-                mine = ticket_()
-                self._putters.append(mine)
-        finally:
+                ticket = _PARK
+        except BaseException:
             mutex.release()
-        if mine is not None:
-            self._put_parked(mine, item, timeout)
-        elif ticket is not None:
+            raise
+        if ticket is _PARK:
+            self._put_parked(item, timeout)  # still holding the mutex: it queues us
+            return
+        mutex.release()
+        if ticket is not None:
             wake(ticket)
 
     def _notify_getter(self) -> _Ticket | None:
@@ -216,13 +226,14 @@ class Queue(Generic[T]):
         self._got_reserved += 1
         return getters.popleft()
 
-    def _put_parked(self, ticket: _Ticket, item: T, timeout: float | None) -> None:
+    def _put_parked(self, item: T, timeout: float | None) -> None:
+        """Queue up for a slot (the caller holds the mutex), park, then put ``item``."""
         try:
-            timed_out = park(ticket, timeout, _TIMED_OUT) is _TIMED_OUT
+            got = park_queued(self._putters, self._mutex, timeout, _TIMED_OUT)
         except BaseException:
-            self._leave(ticket, self._putters, getter=False)
+            self._leave(self._putters, getter=False)
             raise
-        if timed_out and _remove(self._mutex, self._putters, ticket):
+        if got is _TIMED_OUT and unqueue(self._putters, self._mutex):
             raise Full
         mutex = self._mutex  # a slot was reserved for us (or the queue was shut down)
         mutex.acquire()
@@ -237,14 +248,6 @@ class Queue(Generic[T]):
             mutex.release()
         if wake_ is not None:
             wake(wake_)
-
-    def _refresh_locked(self) -> None:
-        mutex = self._mutex
-        mutex.acquire()
-        try:
-            self._refresh()
-        finally:
-            mutex.release()
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` if a slot is free, else raise `Full`."""
@@ -269,8 +272,8 @@ class Queue(Generic[T]):
             if (len(self.queue) if self._plain else self._qsize()) > self._got_reserved:
                 item = self._get()
                 ticket = self._reserve_slot()
-                if ticket is None:
-                    return item
+                if self._can_fast and not self._fast:
+                    self._refresh()  # after waits: back on the fast path if nobody waits
             elif self.is_shutdown:
                 raise ShutDown("get from a shut-down, empty queue")
             elif not block:
@@ -278,6 +281,7 @@ class Queue(Generic[T]):
             else:
                 if timeout is not None and timeout < 0:
                     raise ValueError("'timeout' must be a non-negative number")
+                ticket = _PARK
                 if self._fast:
                     # Off the fast path before queueing, then look again: a fast put reads
                     # ``_fast`` after storing its item, so either it sees False (and wakes us)
@@ -285,16 +289,24 @@ class Queue(Generic[T]):
                     self._fast = False
                     if len(self.queue) > self._got_reserved:
                         self._refresh()
-                        return self._get()
-                mine = ticket_()
-                self._getters.append(mine)
-                ticket = None
-        finally:
+                        item = self._get()
+                        ticket = None
+        except BaseException:
             mutex.release()
-        if ticket is not None:
-            wake(ticket)
+            raise
+        if ticket is not _PARK:
+            mutex.release()
+            if ticket is not None:
+                wake(ticket)
             return item
-        return self._get_parked(mine, timeout)
+        try:
+            got = park_queued(self._getters, mutex, timeout, _TIMED_OUT)  # releases the mutex
+        except BaseException:
+            self._leave(self._getters, getter=True)
+            raise
+        if type(got) is tuple:  # handed over directly by a putter
+            return got[0]  # type: ignore[no-any-return]
+        return self._get_reserved(got, timeout)
 
     def _reserve_slot(self) -> _Ticket | None:
         """After a get: the putter to wake for the freed slot, if any."""
@@ -303,37 +315,36 @@ class Queue(Generic[T]):
             return self._putters.popleft()
         return None
 
-    def _get_parked(self, ticket: _Ticket, timeout: float | None) -> T:
-        """Park until an item is handed over or reserved."""
+    def _get_reserved(self, got: Any, timeout: float | None) -> T:
+        """A parked getter woken without an item in hand: take the one reserved for it."""
+        mutex = self._mutex
         while True:
-            try:
-                got = park(ticket, timeout, _TIMED_OUT)
-            except BaseException:
-                self._leave(ticket, self._getters, getter=True)
-                raise
             if type(got) is tuple:  # handed over directly by a putter
                 return got[0]  # type: ignore[no-any-return]
-            if got is _TIMED_OUT and _remove(self._mutex, self._getters, ticket):
-                if self._can_fast:
-                    self._refresh_locked()
+            if got is _TIMED_OUT and unqueue(self._getters, mutex):
                 raise Empty
-            mutex = self._mutex  # an item was reserved for us (or the queue was shut down)
-            mutex.acquire()
+            mutex.acquire()  # an item was reserved for us (or the queue was shut down)
             try:
                 self._got_reserved -= 1
                 if self._qsize():
                     item = self._get()
                     wake_ = self._reserve_slot()
-                    self._refresh()
+                    if self._can_fast:
+                        self._refresh()
                     break
                 if self.is_shutdown:
                     raise ShutDown("get from a shut-down, empty queue")
-                # Someone took the item reserved for us (a newcomer of another thread, at the
-                # instant it was reserved): wait again, first in line.
-                ticket = ticket_()
-                self._getters.appendleft(ticket)
-            finally:
+            except BaseException:
                 mutex.release()
+                raise
+            # Someone took the item reserved for us (a newcomer of another thread, at the
+            # instant it was reserved): wait again, first in line.
+            try:
+                got = park_queued(_FirstInLine(self._getters), mutex, timeout, _TIMED_OUT)
+            except BaseException:
+                self._leave(self._getters, getter=True)
+                raise
+        mutex.release()
         if wake_ is not None:
             wake(wake_)
         return item
@@ -342,21 +353,23 @@ class Queue(Generic[T]):
         """Return an item if one is queued, else raise `Empty`."""
         return self.get(False)
 
-    def _leave(self, ticket: _Ticket, waiters: deque, getter: bool) -> None:
-        """A waiter killed while queued: drop its ticket, or pass its reservation on."""
+    def _leave(self, waiters: deque, getter: bool) -> None:
+        """The caller, queued, was killed: drop its ticket, or pass its reservation on."""
+        me = current_waiter(may_block=False)
         mutex = self._mutex
         mutex.acquire()
         try:
-            try:
-                waiters.remove(ticket)
-                self._refresh()
-                return
-            except ValueError:
-                pass
+            for t in waiters:
+                if t[0] is me:
+                    waiters.remove(t)
+                    if self._can_fast:
+                        self._refresh()
+                    return
             if getter:
                 self._got_reserved -= 1
                 if not waiters or self._qsize() <= self._got_reserved:
-                    self._refresh()
+                    if self._can_fast:
+                        self._refresh()
                     return
                 self._got_reserved += 1
             else:
@@ -364,7 +377,6 @@ class Queue(Generic[T]):
                 if not waiters or (
                     self.maxsize > 0 and self.maxsize - self._qsize() <= self._put_reserved
                 ):
-                    self._refresh()
                     return
                 self._put_reserved += 1
             nxt = waiters.popleft()

@@ -26,6 +26,7 @@ from ._core import (  # noqa: F401 - re-exported: the public face and a few shar
     use_loop,
 )
 from ._core import threads as _threads
+from ._core.parking import sleep
 from .errors import BlockingError, Killed, Timeout  # noqa: F401 - the core's errors
 
 Scheduler.__module__ = "dhaga"  # shown as `dhaga.Scheduler`, where users find it
@@ -71,14 +72,6 @@ def spawn_later(seconds: float, fn: Callable[..., Any], *args: Any, **kw: Any) -
     d = spawn(_delayed)
     d._name = f"{getattr(fn, '__name__', 'Dhaga')}-later-{d._id}"
     return d
-
-
-def sleep(seconds: float = 0) -> None:
-    """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once."""
-    sched = getattr(_local, "sched", None)
-    if sched is None or sched._current is None:
-        sched = get_scheduler()
-    sched.sleep(seconds)
 
 
 def current() -> Dhaga | None:

@@ -31,7 +31,7 @@ from collections import deque
 from typing import Any, Callable, TypeVar
 
 from ._core.parking import Ticket as _Ticket
-from ._core.parking import current_waiter, park, ticket, wake
+from ._core.parking import current_waiter, park, park_queued, ticket, unqueue, wake
 from ._core.parking import remove as _remove
 from .queues import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from .semaphores import BoundedSemaphore, Semaphore
@@ -186,24 +186,20 @@ class Lock:
         held = self._held
         if not blocking:
             return False
-        mine = ticket()
         mutex = self._mutex
         mutex.acquire()
-        try:
-            if held.acquire(False):  # released since we looked: never queue for a free lock
-                return True
-            self._waiters.append(mine)
-        finally:
+        if held.acquire(False):  # released since we looked: never queue for a free lock
             mutex.release()
+            return True
         try:
-            if park(mine, timeout, False):
+            if park_queued(self._waiters, mutex, timeout, False):  # releases the mutex
                 return True  # handed over to us
         except BaseException:
-            if not _remove(self._mutex, self._waiters, mine):
+            if not unqueue(self._waiters, self._mutex):
                 self.release()  # handed over as we were killed: pass it on
             raise
         # Timed out; if it was handed over meanwhile, the acquire succeeded after all.
-        return not _remove(self._mutex, self._waiters, mine)
+        return not unqueue(self._waiters, self._mutex)
 
     def release(self, *_exc_info: Any) -> None:
         """Release the lock, handing it to the longest waiter if there is one.

@@ -388,46 +388,6 @@ class Scheduler:
         if waiter._pending_exc is exc:
             waiter._pending_exc = None
 
-    def sleep(self, seconds: float) -> None:
-        """Park the caller for ``seconds``; ``seconds <= 0`` lets every runnable dhaga run once."""
-        d = self._current
-        if seconds <= 0 and d is not None and self._batch > 0 and d._pending_exc is None:
-            # A dhaga yielding within a batch: to the back of the run queue, and on with the
-            # next runnable one; with none, it goes on at once. Each yield uses up a slot
-            # of the batch, so a loop of sleep(0) alone still lets the loop poll.
-            self._batch -= 1
-            runq = self._runq
-            if not runq:  # nobody else is runnable: go on at once
-                return
-            d._resume_value = d._resume_exc = None
-            runq.append(d)
-            self._batch += 1  # _switch_next counts this switch
-            self._switch_next()
-            d._take_resume()
-            return
-        waiter = self.waiter()
-        exc = waiter._pending_exc
-        if exc is not None:
-            waiter._pending_exc = None
-            raise exc
-        waiter._state = PARKED
-        if seconds <= 0:
-            if waiter is self._top:
-                if self._runq and not self._drain_pending:  # others run first, then we return
-                    self._drain_pending = True
-                    self._call_soon(self._drain)
-                self._call_soon(self._unpark, waiter)
-            else:
-                self._unpark(waiter)
-            self._suspend(waiter)
-            waiter._take_resume()
-            return
-        handle = self._call_later(seconds, self._unpark, waiter)
-        self._suspend(waiter)
-        if waiter._resume_exc is not None:
-            handle.cancel()
-        waiter._take_resume()
-
     def run_now(self, waiter: _Waiter) -> bool:
         """Wake a parked waiter of this thread from a loop callback, and run it before returning.
 

@@ -35,11 +35,11 @@ from typing import Any
 
 from ..errors import ConcurrentUseError, Timeout
 from .kernel import Scheduler
-from .states import PARKED, TIMED_OUT, _Waiter
+from .states import PARKED, RUNNING, TIMED_OUT, _Waiter
 from .threads import _local, get_scheduler
 
 __all__ = ["Ticket", "ticket", "current_waiter", "park", "wake", "wake_now", "interrupt",
-           "discard_interrupt", "hand_over", "wake_soon", "forget", "remove", "is_parked", "Slot", "Lot", "RAISE"]
+           "discard_interrupt", "hand_over", "wake_soon", "park_queued", "unqueue", "sleep", "forget", "remove", "is_parked", "Slot", "Lot", "RAISE"]
 
 Ticket = tuple  # (waiter, gen): one park of one waiter
 _get_ident = threading.get_ident
@@ -80,11 +80,12 @@ def ticket() -> Ticket:
     Raises:
         BlockingError: the caller is a coroutine or callback running on the event loop.
     """
-    sched = getattr(_local, "sched", None)
-    if sched is not None:
-        d = sched._current
-        if d is not None:
-            return (d, d._gen)
+    try:
+        d = _local.sched._current
+    except AttributeError:  # no scheduler on this thread yet
+        d = None
+    if d is not None:
+        return (d, d._gen)
     waiter = get_scheduler().waiter()
     return (waiter, waiter._gen)
 
@@ -103,14 +104,117 @@ def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE) -> Any
             ``dhaga.timeout()`` block's).
     """
     waiter = t[0]
-    if timeout is None:
-        return waiter._sched.park(waiter)
-    value = waiter._sched.park_timed(waiter, timeout)
+    sched = waiter._sched
+    if timeout is None and waiter is sched._current:
+        return _park_dhaga(sched, waiter)
+    value = sched.park_timed(waiter, timeout)
     if value is TIMED_OUT:
         if timed_out is RAISE:
             raise Timeout(f"timed out after {timeout}s", timeout)
         return timed_out
     return value
+
+
+def _park_dhaga(sched: Scheduler, waiter: Any) -> Any:
+    """The running dhaga parks without a timeout: the hot path of every wait.
+
+    `Scheduler.park` with `Scheduler._switch_next`'s common case (the next dhaga of the batch
+    was woken, not new) written out, so that a hand-off costs one Python call and the switch.
+    """
+    exc = waiter._pending_exc
+    if exc is not None:
+        waiter._pending_exc = None
+        raise exc
+    waiter._state = PARKED
+    runq = sched._runq
+    if sched._batch > 0 and runq and runq[0]._state is RUNNING:
+        sched._batch -= 1
+        nxt = runq.popleft()
+        sched._current = nxt
+        gr = nxt._gr
+        nxt = runq = None  # a suspended frame must not keep other dhagas alive
+        gr.switch()
+    else:
+        runq = None
+        sched._switch_next()
+    waiter._gen += 1
+    exc = waiter._resume_exc
+    if exc is not None:
+        waiter._resume_exc = None
+        raise exc
+    value = waiter._resume_value
+    waiter._resume_value = None
+    return value
+
+
+def park_queued(
+    tickets: Any, mutex: Any, timeout: float | None = None, timed_out: Any = RAISE
+) -> Any:
+    """Queue the caller's ticket at the end of ``tickets``, release ``mutex``, and `park`.
+
+    The caller holds ``mutex`` (which guards ``tickets``); this releases it, also on error. If
+    the park ends without a waker taking the ticket (a timeout, an interrupt), the caller takes
+    it out with `unqueue`. One call where `ticket` and `park` would be two: the contended paths
+    of locks and queues use it.
+    """
+    try:
+        try:
+            sched = _local.sched
+            waiter = sched._current
+        except AttributeError:  # no scheduler on this thread yet
+            waiter = None
+        if waiter is None:
+            sched = get_scheduler()
+            waiter = sched.waiter()
+        tickets.append((waiter, waiter._gen))
+    finally:
+        mutex.release()
+    if timeout is None and waiter is sched._current:
+        exc = waiter._pending_exc  # _park_dhaga, written out: this is the contended hot path
+        if exc is not None:
+            waiter._pending_exc = None
+            raise exc
+        waiter._state = PARKED
+        runq = sched._runq
+        if sched._batch > 0 and runq and runq[0]._state is RUNNING:
+            sched._batch -= 1
+            nxt = runq.popleft()
+            sched._current = nxt
+            gr = nxt._gr
+            nxt = runq = None  # a suspended frame must not keep other dhagas alive
+            gr.switch()
+        else:
+            runq = None
+            sched._switch_next()
+        waiter._gen += 1
+        exc = waiter._resume_exc
+        if exc is not None:
+            waiter._resume_exc = None
+            raise exc
+        value = waiter._resume_value
+        waiter._resume_value = None
+        return value
+    value = sched.park_timed(waiter, timeout)
+    if value is TIMED_OUT:
+        if timed_out is RAISE:
+            raise Timeout(f"timed out after {timeout}s", timeout)
+        return timed_out
+    return value
+
+
+def unqueue(tickets: Any, mutex: Any) -> bool:
+    """After `park_queued` ended by a timeout or interrupt: take the caller's ticket out.
+
+    Returns:
+        True if it was still queued; False if a waker took it (the wake-up is the caller's).
+    """
+    me = current_waiter(may_block=False)
+    with mutex:
+        for t in tickets:
+            if t[0] is me:
+                tickets.remove(t)
+                return True
+    return False
 
 
 def wake(t: Ticket, value: Any = None, exc: BaseException | None = None) -> bool:
@@ -124,7 +228,19 @@ def wake(t: Ticket, value: Any = None, exc: BaseException | None = None) -> bool
     waiter, gen = t
     sched = waiter._sched
     if sched._thread_id == _get_ident():
-        return sched._unpark(waiter, value, exc, gen)
+        # Scheduler._unpark, written out for its common case: a parked dhaga of this thread.
+        if waiter._state is not PARKED or gen != waiter._gen:
+            return False
+        if waiter is sched._top:
+            return sched._unpark(waiter, value, exc, gen)
+        waiter._state = RUNNING
+        waiter._resume_value = value
+        waiter._resume_exc = exc
+        sched._runq.append(waiter)
+        if not sched._drain_pending:
+            sched._drain_pending = True
+            sched._call_soon(sched._drain)
+        return True
     sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
     return True
 
@@ -152,7 +268,65 @@ def hand_over(t: Ticket, value: Any) -> bool | None:
     sched = waiter._sched
     if sched._thread_id != _get_ident():
         return None
-    return sched._unpark(waiter, value, None, gen)
+    if waiter._state is not PARKED or gen != waiter._gen:
+        return False
+    if waiter is sched._top:
+        return sched._unpark(waiter, value, None, gen)
+    waiter._state = RUNNING  # Scheduler._unpark, written out: the hot path of a hand-off
+    waiter._resume_value = value
+    waiter._resume_exc = None
+    sched._runq.append(waiter)
+    if not sched._drain_pending:
+        sched._drain_pending = True
+        sched._call_soon(sched._drain)
+    return True
+
+
+def sleep(seconds: float = 0) -> None:
+    """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once."""
+    try:
+        sched = _local.sched
+        d = sched._current
+    except AttributeError:
+        sched = d = None
+    if d is None:
+        sched = get_scheduler()
+    elif seconds <= 0 and sched._batch > 0 and d._pending_exc is None:
+        # A dhaga yielding within a batch: to the back of the run queue, and on with the
+        # next runnable one; with none, it goes on at once. Each yield uses up a slot
+        # of the batch, so a loop of sleep(0) alone still lets the loop poll.
+        sched._batch -= 1
+        runq = sched._runq
+        if not runq:  # nobody else is runnable: go on at once
+            return
+        d._resume_value = d._resume_exc = None
+        runq.append(d)
+        sched._batch += 1  # _switch_next counts this switch
+        sched._switch_next()
+        d._take_resume()
+        return
+    waiter = sched.waiter()
+    exc = waiter._pending_exc
+    if exc is not None:
+        waiter._pending_exc = None
+        raise exc
+    waiter._state = PARKED
+    if seconds <= 0:
+        if waiter is sched._top:
+            if sched._runq and not sched._drain_pending:  # others run first, then we return
+                sched._drain_pending = True
+                sched._call_soon(sched._drain)
+            sched._call_soon(sched._unpark, waiter)
+        else:
+            sched._unpark(waiter)
+        sched._suspend(waiter)
+        waiter._take_resume()
+        return
+    handle = sched._call_later(seconds, sched._unpark, waiter)
+    sched._suspend(waiter)
+    if waiter._resume_exc is not None:
+        handle.cancel()
+    waiter._take_resume()
 
 
 def wake_now(t: Ticket) -> bool:
