@@ -44,9 +44,10 @@ from ..codecs.msgpack_rpc import (
     encode_request,
     encode_response,
 )
-from ..errors import ConnectionLost, ProtocolError, RemoteError, Timeout
+from ..errors import ConnectionLost, ProtocolError, Timeout
 from ..scheduler import Dhaga, current, get_scheduler, sleep
 from ._methods import Methods, format_error
+from .errors import RemoteError
 
 __all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
 
