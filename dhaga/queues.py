@@ -9,16 +9,17 @@ putter) and reserves an item (or a slot) for it: a newcomer cannot take what is 
 notified getter (putter) that times out takes its item (its slot); one that is killed passes its
 reservation on. A putter of the getter's own thread hands the item straight to it.
 
-The fast path. An unbounded `Queue` (not a subclass with its own storage) is used mostly by one
-thread, with nobody waiting. While nobody waits and nothing is reserved (``_fast``), a put from
-the thread that created the queue appends without the mutex (counting the task in
-``_fast_puts``, which only that thread writes), and any get pops without it (``deque.append``
-and ``popleft`` are atomic). A getter about to queue clears ``_fast`` under the mutex and then
-looks at the items again; a fast put reads ``_fast`` again after appending. Under the GIL one
-of the two sees the other: either the getter finds the item, or the putter finds ``_fast``
-cleared and reserves the item for the first getter under the mutex. Other threads, bounded
-queues and subclasses take the mutex every time. Across threads, a fast get can take an item at
-the very instant it is reserved for a woken getter; that getter then waits again, first in line.
+The fast path. An unbounded `Queue` (not a subclass with its own storage) is mostly used with
+nobody waiting. While nobody waits and nothing is reserved (``_fast``), a put appends without
+the mutex and a get pops without it: ``deque.append`` and ``popleft`` are atomic under the GIL,
+and a fast put counts its task with ``next()`` on an `itertools.count` (also one C call, atomic:
+two threads counting at once lose nothing, where ``+= 1`` could). A getter about to queue
+clears ``_fast`` under the mutex and then looks at the items again; a fast put reads ``_fast``
+again after appending. Under the GIL one of the two sees the other: either the getter finds the
+item, or the putter finds ``_fast`` cleared and reserves the item for the first getter under the
+mutex. Bounded queues and subclasses take the mutex every time. Across threads, a fast get can
+take an item at the very instant it is reserved for a woken getter; that getter then waits
+again, first in line.
 
 `dhaga.sync` re-exports every name here; import them from there.
 
@@ -29,6 +30,7 @@ This module knows the scheduler's parking rules; it knows nothing about I/O, nor
 from __future__ import annotations
 
 import heapq
+import itertools
 import queue as _stdqueue
 import threading
 from collections import deque
@@ -53,9 +55,13 @@ else:
 
 
 T = TypeVar("T")
-_get_ident = threading.get_ident
 _TIMED_OUT = object()  # what `park` returns here when a timeout expired
 _PARK = object()  # `get` found nothing: it parks
+
+
+def _counted(counter: itertools.count) -> int:
+    """How many times ``next`` was called on an `itertools.count` started at 0."""
+    return int(repr(counter)[6:-1])  # "count(N)": the next value is the number taken
 
 
 class _FirstInLine:
@@ -87,8 +93,7 @@ class Queue(Generic[T]):
         self._put_reserved = 0  # free slots reserved for putters already woken
         self._joiners: list[_Ticket] = []
         self._unfinished = 0  # tasks counted under the mutex (see `unfinished_tasks`)
-        self._fast_puts = 0  # tasks counted by the owner thread's fast puts, without it
-        self._owner = _get_ident()
+        self._fast_count = itertools.count()  # tasks counted by fast puts, without the mutex
         self._can_fast = self._plain and maxsize <= 0
         self._fast = self._can_fast  # see "The fast path" in the module docstring
         self.is_shutdown = False
@@ -104,7 +109,7 @@ class Queue(Generic[T]):
     @property
     def unfinished_tasks(self) -> int:
         """Items put and not yet marked done with `task_done` (`queue.Queue`'s attribute)."""
-        return self._unfinished + self._fast_puts
+        return self._unfinished + _counted(self._fast_count)
 
     def _refresh(self) -> None:
         """Under the mutex: take the fast path again once nobody waits and nothing is reserved."""
@@ -162,9 +167,9 @@ class Queue(Generic[T]):
             Full: non-blocking and full, or ``timeout`` expired.
             ShutDown: the queue was shut down.
         """
-        if self._fast and self._owner == _get_ident():
+        if self._fast:
             # The fast path: counted before the item shows, so whoever gets it sees the count.
-            self._fast_puts += 1
+            next(self._fast_count)
             self.queue.append(item)
             if self._fast:
                 return  # no getter queued meanwhile: one that queues later sees the item
@@ -394,10 +399,11 @@ class Queue(Generic[T]):
         mutex = self._mutex
         mutex.acquire()
         try:
-            if self._unfinished + self._fast_puts <= 0:
+            unfinished = self._unfinished + _counted(self._fast_count) - 1
+            if unfinished < 0:
                 raise ValueError("task_done() called too many times")
             self._unfinished -= 1
-            if self._unfinished + self._fast_puts or not self._joiners:
+            if unfinished or not self._joiners:
                 return
             joiners, self._joiners = self._joiners, []
         finally:
@@ -444,7 +450,7 @@ class Queue(Generic[T]):
             if immediate:
                 while self._qsize():
                     self._get()
-                    if self._unfinished + self._fast_puts > 0:
+                    if self.unfinished_tasks > 0:
                         self._unfinished -= 1
             getters, self._getters = list(self._getters), deque()
             putters, self._putters = list(self._putters), deque()
