@@ -57,6 +57,7 @@ else:
 T = TypeVar("T")
 _TIMED_OUT = object()  # what `park` returns here when a timeout expired
 _PARK = object()  # `get` found nothing: it parks
+_RESERVED = object()  # a waiter's wake-up: an item (a slot) is reserved for it, or shut down
 
 
 def _counted(counter: itertools.count) -> int:
@@ -180,7 +181,7 @@ class Queue(Generic[T]):
             finally:
                 mutex.release()
             if ticket is not None:
-                wake(ticket)
+                wake(ticket, _RESERVED)
             return
         mutex = self._mutex
         mutex.acquire()
@@ -195,7 +196,7 @@ class Queue(Generic[T]):
                 if getters and not size and not self._got_reserved:
                     # Hand the item straight to a getter of this thread: no storage, no
                     # reservation. A getter already woken (say, by its timeout) refuses it.
-                    handed = hand_over(getters[0], (item,))
+                    handed = hand_over(getters[0], item)
                     if handed is not None:
                         getters.popleft()
                         if not handed:
@@ -221,7 +222,7 @@ class Queue(Generic[T]):
             return
         mutex.release()
         if ticket is not None:
-            wake(ticket)
+            wake(ticket, _RESERVED)
 
     def _notify_getter(self) -> _Ticket | None:
         """Under the mutex, after an item was stored: reserve it for the first getter, if any."""
@@ -252,7 +253,7 @@ class Queue(Generic[T]):
         finally:
             mutex.release()
         if wake_ is not None:
-            wake(wake_)
+            wake(wake_, _RESERVED)
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` if a slot is free, else raise `Full`."""
@@ -302,16 +303,16 @@ class Queue(Generic[T]):
         if ticket is not _PARK:
             mutex.release()
             if ticket is not None:
-                wake(ticket)
+                wake(ticket, _RESERVED)
             return item
         try:
             got = park_queued(self._getters, mutex, timeout, _TIMED_OUT)  # releases the mutex
         except BaseException:
             self._leave(self._getters, getter=True)
             raise
-        if type(got) is tuple:  # handed over directly by a putter
-            return got[0]  # type: ignore[no-any-return]
-        return self._get_reserved(got, timeout)
+        if got is _RESERVED or got is _TIMED_OUT:
+            return self._get_reserved(got, timeout)
+        return got  # type: ignore[no-any-return] - handed over directly by a putter
 
     def _reserve_slot(self) -> _Ticket | None:
         """After a get: the putter to wake for the freed slot, if any."""
@@ -324,8 +325,8 @@ class Queue(Generic[T]):
         """A parked getter woken without an item in hand: take the one reserved for it."""
         mutex = self._mutex
         while True:
-            if type(got) is tuple:  # handed over directly by a putter
-                return got[0]  # type: ignore[no-any-return]
+            if got is not _RESERVED and got is not _TIMED_OUT:  # handed over by a putter
+                return got  # type: ignore[no-any-return]
             if got is _TIMED_OUT and unqueue(self._getters, mutex):
                 raise Empty
             mutex.acquire()  # an item was reserved for us (or the queue was shut down)
@@ -351,7 +352,7 @@ class Queue(Generic[T]):
                 raise
         mutex.release()
         if wake_ is not None:
-            wake(wake_)
+            wake(wake_, _RESERVED)
         return item
 
     def get_nowait(self) -> T:
@@ -387,7 +388,7 @@ class Queue(Generic[T]):
             nxt = waiters.popleft()
         finally:
             mutex.release()
-        wake(nxt)
+        wake(nxt, _RESERVED)
 
     # ------------------------------------------------------------------ tasks
     def task_done(self) -> None:
@@ -462,7 +463,7 @@ class Queue(Generic[T]):
         finally:
             mutex.release()
         for ticket in getters + putters + joiners:
-            wake(ticket, True)
+            wake(ticket, _RESERVED)
 
 
 class LifoQueue(Queue[T]):

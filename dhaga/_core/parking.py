@@ -161,15 +161,17 @@ def park_queued(
         try:
             sched = _local.sched
             waiter = sched._current
+            fast = timeout is None  # a dhaga waiting without a timeout: the hot path
         except AttributeError:  # no scheduler on this thread yet
             waiter = None
         if waiter is None:
             sched = get_scheduler()
             waiter = sched.waiter()
+            fast = False  # the top level
         tickets.append((waiter, waiter._gen))
     finally:
         mutex.release()
-    if timeout is None and waiter is sched._current:
+    if fast:
         exc = waiter._pending_exc  # _park_dhaga, written out: this is the contended hot path
         if exc is not None:
             waiter._pending_exc = None
