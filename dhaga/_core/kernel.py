@@ -382,12 +382,6 @@ class Scheduler:
             waiter._pending_exc = exc
         return True
 
-    @staticmethod
-    def discard_interrupt(waiter: _Waiter, exc: BaseException) -> None:
-        """Drop ``exc`` if it is still waiting for ``waiter``'s next blocking point."""
-        if waiter._pending_exc is exc:
-            waiter._pending_exc = None
-
     def run_now(self, waiter: _Waiter) -> bool:
         """Wake a parked waiter of this thread from a loop callback, and run it before returning.
 

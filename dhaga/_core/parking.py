@@ -353,7 +353,8 @@ def interrupt(waiter: _Waiter, exc: BaseException) -> bool:
 
 def discard_interrupt(waiter: _Waiter, exc: BaseException) -> None:
     """Drop ``exc`` if it still waits for ``waiter``'s next blocking point (waiter's thread)."""
-    Scheduler.discard_interrupt(waiter, exc)
+    if waiter._pending_exc is exc:
+        waiter._pending_exc = None
 
 
 def remove(mutex: Any, tickets: Any, t: Ticket) -> bool:
