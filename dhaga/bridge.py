@@ -34,8 +34,9 @@ def wait(awaitable: Awaitable[T] | concurrent.futures.Future, timeout: float | N
         Timeout: ``timeout`` seconds passed first.
         BlockingError: called in a coroutine or callback on the event loop.
     """
-    mine = ticket()
-    loop = get_scheduler().loop
+    sched = get_scheduler()
+    sched.waiter()  # BlockingError now, before a task is made, when called on the loop
+    loop = sched.loop
     created = False
     if isinstance(awaitable, concurrent.futures.Future):
         fut: asyncio.Future = asyncio.wrap_future(awaitable, loop=loop)
@@ -48,6 +49,8 @@ def wait(awaitable: Awaitable[T] | concurrent.futures.Future, timeout: float | N
     else:
         raise TypeError(f"dhaga.wait() needs a future, coroutine or awaitable, not {type(awaitable).__name__}")
     if not fut.done():
+        mine = ticket()
+
         def _wake(_: asyncio.Future) -> None:
             wake(mine)  # the future may belong to another thread's loop
 

@@ -62,10 +62,10 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
     Raises:
         Timeout: ``timeout`` seconds passed first.
     """
-    mine = ticket()
     ctx = contextvars.copy_context()
-    fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)
+    fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)  # may park (patched locks)
     if not fut.done():
+        mine = ticket()  # taken after anything that may park, or the ticket would be stale
         # Always delivered through the loop, so a completion racing with park is never lost;
         # addressed to this park only, so it cannot wake a later one after a timeout.
         fut.add_done_callback(lambda _: wake_soon(mine))

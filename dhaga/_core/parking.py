@@ -77,6 +77,9 @@ def current_waiter(may_block: bool = True) -> _Waiter:
 def ticket() -> Ticket:
     """A ticket for the caller's next park.
 
+    Take it right before publishing it and parking: a park in between (a lock, even one a
+    monkey-patched library takes) ends the park it names, and wakes for it are then dropped.
+
     Raises:
         BlockingError: the caller is a coroutine or callback running on the event loop.
     """
