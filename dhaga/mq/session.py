@@ -30,7 +30,8 @@ import socket as _stdsocket
 from time import monotonic
 from typing import Any
 
-from dhaga.codecs.zmtp import (
+from .._core.parking import Slot
+from ..codecs.zmtp import (
     Cancel,
     Error,
     Ping,
@@ -42,8 +43,6 @@ from dhaga.codecs.zmtp import (
     encode_message,
     mismatch_reason,
 )
-
-from .._core.parking import Slot
 from ..errors import Killed, MessageTooLarge, ProtocolError
 from ..scheduler import current, get_scheduler, spawn
 
