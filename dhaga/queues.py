@@ -40,7 +40,7 @@ from ._core.parking import Ticket as _Ticket
 from ._core.parking import current_waiter, hand_over, park, park_queued, unqueue, wake
 from ._core.parking import remove as _remove
 from ._core.parking import ticket as ticket_
-from .errors import Timeout
+from .errors import BlockingError, Timeout
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full", "ShutDown"]
 
@@ -236,6 +236,8 @@ class Queue(Generic[T]):
         """Queue up for a slot (the caller holds the mutex), park, then put ``item``."""
         try:
             got = park_queued(self._putters, self._mutex, timeout, _TIMED_OUT)
+        except BlockingError:
+            raise  # called on the loop: it never queued
         except BaseException:
             self._leave(self._putters, getter=False)
             raise
@@ -307,6 +309,8 @@ class Queue(Generic[T]):
             return item
         try:
             got = park_queued(self._getters, mutex, timeout, _TIMED_OUT)  # releases the mutex
+        except BlockingError:
+            raise  # called on the loop: it never queued
         except BaseException:
             self._leave(self._getters, getter=True)
             raise

@@ -33,6 +33,7 @@ from typing import Any, Callable, TypeVar
 from ._core.parking import Ticket as _Ticket
 from ._core.parking import current_waiter, park, park_queued, ticket, unqueue, wake
 from ._core.parking import remove as _remove
+from .errors import BlockingError
 from .queues import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from .semaphores import BoundedSemaphore, Semaphore
 
@@ -194,6 +195,8 @@ class Lock:
         try:
             if park_queued(self._waiters, mutex, timeout, False):  # releases the mutex
                 return True  # handed over to us
+        except BlockingError:
+            raise  # called on the loop: it never queued
         except BaseException:
             if not unqueue(self._waiters, self._mutex):
                 self.release()  # handed over as we were killed: pass it on

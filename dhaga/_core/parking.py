@@ -157,7 +157,8 @@ def park_queued(
 
     The caller holds ``mutex`` (which guards ``tickets``); this releases it, also on error. If
     the park ends without a waker taking the ticket (a timeout, an interrupt), the caller takes
-    it out with `unqueue`. One call where `ticket` and `park` would be two: the contended paths
+    it out with `unqueue`. `BlockingError` (the caller is a coroutine or callback on the loop)
+    is raised before anything is queued. One call where `ticket` and `park` would be two: the contended paths
     of locks and queues use it.
     """
     try:
