@@ -16,8 +16,10 @@ waiter woken with a value always receives it: an interrupt that arrives later is
 its next blocking point, so a handed-over item or permit is never lost. Whoever parks removes
 its ticket where it left it (in a ``finally``) unless the waker took it.
 
-`Slot` holds one parked waiter (a socket's reader, an mq session's writer); `Lot` holds many,
-woken in FIFO order and safe across threads (trio's ``ParkingLot``).
+`Slot` holds one parked waiter (an mq session's reader or writer, an RPC connection's writer; a
+file descriptor's watcher keeps a ticket per direction the same way); `Lot` holds many, woken
+in FIFO order and safe across threads (trio's ``ParkingLot``). `park_queued` and `hand_over`
+are the contended paths of locks and queues, with the kernel's common case written out.
 
 Wake-before-park: on the waiter's own thread nothing else runs between taking a ticket and
 parking (there is no switch in between), so no wake can come early from there; a wake from
@@ -38,8 +40,11 @@ from .kernel import Scheduler
 from .states import PARKED, RUNNING, TIMED_OUT, _Waiter
 from .threads import _local, get_scheduler
 
-__all__ = ["Ticket", "ticket", "current_waiter", "park", "wake", "wake_now", "interrupt",
-           "discard_interrupt", "hand_over", "wake_soon", "park_queued", "unqueue", "sleep", "forget", "remove", "is_parked", "Slot", "Lot", "RAISE"]
+__all__ = [
+    "Ticket", "ticket", "current_waiter", "park", "park_queued", "unqueue", "remove", "wake",
+    "wake_soon", "wake_now", "hand_over", "interrupt", "discard_interrupt", "is_parked", "sleep",
+    "Slot", "Lot", "RAISE",
+]  # fmt: skip
 
 Ticket = tuple  # (waiter, gen): one park of one waiter
 _get_ident = threading.get_ident
@@ -369,13 +374,6 @@ def remove(mutex: Any, tickets: Any, t: Ticket) -> bool:
         except ValueError:
             return False
     return True
-
-
-def forget(t: Ticket) -> None:
-    """Wake-ups for ``t`` addressed from now on are stale (the park it named is over)."""
-    waiter = t[0]
-    if waiter._gen == t[1] and waiter._state is not PARKED:
-        waiter._gen += 1
 
 
 def is_parked(t: Ticket) -> bool:
