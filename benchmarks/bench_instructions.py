@@ -101,8 +101,8 @@ def _mini_queue():
     """A queue for one thread, without timeouts, kills, shutdown or task counting."""
     from collections import deque
 
-    from dhaga.handle import PARKED, RUNNING
-    from dhaga.scheduler import _local
+    from dhaga._core.states import PARKED, RUNNING
+    from dhaga._core.threads import _local
 
     class MiniQueue:
         def __init__(self):
@@ -134,8 +134,8 @@ def _mini_lock():
     """A lock for one thread, without timeouts, kills or FIFO hand-over guarantees."""
     from collections import deque
 
-    from dhaga.handle import PARKED, RUNNING
-    from dhaga.scheduler import _local
+    from dhaga._core.states import PARKED, RUNNING
+    from dhaga._core.threads import _local
 
     class MiniLock:
         def __init__(self):

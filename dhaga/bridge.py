@@ -12,7 +12,8 @@ import inspect
 from asyncio.events import _get_running_loop
 from typing import Any, Awaitable, Callable, TypeVar
 
-from .scheduler import get_scheduler, wake
+from ._core.parking import park, ticket, wake
+from .scheduler import get_scheduler
 
 __all__ = ["wait", "green"]
 
@@ -39,7 +40,7 @@ def wait(awaitable: Awaitable[T] | concurrent.futures.Future, timeout: float | N
         BlockingError: called in a coroutine or callback on the event loop.
     """
     sched = get_scheduler()
-    waiter = sched.waiter()
+    sched.waiter()  # BlockingError now, before a task is made, when called on the loop
     loop = sched.loop
     created = False
     if isinstance(awaitable, concurrent.futures.Future):
@@ -53,14 +54,14 @@ def wait(awaitable: Awaitable[T] | concurrent.futures.Future, timeout: float | N
     else:
         raise TypeError(f"dhaga.wait() needs a future, coroutine or awaitable, not {type(awaitable).__name__}")
     if not fut.done():
-        gen = waiter._gen
+        mine = ticket()
 
         def _wake(_: asyncio.Future) -> None:
-            wake(waiter, None, None, gen)  # the future may belong to another thread's loop
+            wake(mine)  # the future may belong to another thread's loop
 
         fut.add_done_callback(_wake)
         try:
-            sched.park(waiter, timeout)
+            park(mine, timeout)
         except BaseException:
             if created and not fut.done():
                 fut.cancel()

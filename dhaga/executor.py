@@ -36,10 +36,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from greenlet import GreenletExit
 
-from ._waiting import _me
+from ._core.parking import park, ticket, wake
 from .errors import Timeout
-from .handle import TIMED_OUT
-from .scheduler import Scheduler, _local, get_scheduler, wake
+from .scheduler import Scheduler, _local, get_scheduler
 from .sync import Event
 
 __all__ = ["GreenExecutor", "GreenFuture", "BrokenThreadPool"]
@@ -109,11 +108,10 @@ class GreenFuture(_cf.Future):
         self._waiters = _GreenWaiters()
 
     def _wait_done(self, timeout: float | None) -> None:
-        sched, waiter = _me()
-        gen = waiter._gen
+        mine = ticket()
 
         def _woken(_: Any) -> None:
-            wake(waiter, None, None, gen)
+            wake(mine, True)
 
         with self._condition:
             if self._state in _DONE_STATES:
@@ -121,7 +119,7 @@ class GreenFuture(_cf.Future):
             self._done_callbacks.append(_woken)
         timed_out = True
         try:
-            timed_out = sched.park_timed(waiter, timeout) is TIMED_OUT
+            timed_out = park(mine, timeout, False) is False
         finally:
             if timed_out:
                 with self._condition:

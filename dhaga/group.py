@@ -10,9 +10,9 @@ from collections import deque
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
+from ._core.parking import park, ticket, wake
 from .errors import Killed, Timeout
-from .handle import DONE
-from .scheduler import Dhaga, get_scheduler, spawn, wake
+from .scheduler import Dhaga, spawn
 
 __all__ = ["joinall", "iwait", "Group"]
 
@@ -44,7 +44,7 @@ def joinall(
     if not raise_error:
         deadline = None if timeout is None else time.monotonic() + timeout
         for d in dhagas:
-            if d._state is not DONE:
+            if not d.done():
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not d.join(left):
                     raise Timeout(f"joinall: not all dhagas finished within {timeout}s", timeout)
@@ -54,20 +54,18 @@ def joinall(
             raise d._exc  # type: ignore[misc]
     pending = [d for d in dhagas if not d.done()]
     if pending:
-        sched = get_scheduler()
-        waiter = sched.waiter()
-        gen = waiter._gen
+        mine = ticket()
         left = [len(pending)]
 
         def _on_done(d: Dhaga) -> None:
             left[0] -= 1
             if left[0] == 0 or _failed(d):
-                wake(waiter, None, None, gen)
+                wake(mine)
 
         for d in pending:
             d.add_done_callback(_on_done)
         try:
-            sched.park(waiter, timeout)
+            park(mine, timeout)
         finally:
             for d in pending:
                 if not d.done():
@@ -94,12 +92,12 @@ def iwait(dhagas: Iterable[Dhaga], timeout: float | None = None) -> Iterator[Dha
     dhagas = list(dhagas)
     deadline = None if timeout is None else time.monotonic() + timeout
     finished: deque[Dhaga] = deque()
-    parked: list[Any] = [None]  # (waiter, gen) of the consumer while it waits
+    parked: list[Any] = [None]  # the consumer's ticket while it waits
 
     def _on_done(d: Dhaga) -> None:
         finished.append(d)
         if parked[0] is not None:
-            wake(*parked[0])
+            wake(parked[0])
 
     pending = 0
     for d in dhagas:
@@ -113,12 +111,10 @@ def iwait(dhagas: Iterable[Dhaga], timeout: float | None = None) -> Iterator[Dha
         remaining = len(dhagas)
         while remaining:
             if not finished:
-                sched = get_scheduler()
-                waiter = sched.waiter()
-                parked[0] = (waiter, None, None, waiter._gen)
+                parked[0] = mine = ticket()
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    sched.park(waiter, left)
+                    park(mine, left)
                 except Timeout as e:
                     raise Timeout(f"iwait: {remaining} dhagas still running after {timeout}s", timeout) from e
                 finally:
@@ -186,7 +182,7 @@ class Group:
             self._failure = d._exc
             self.kill(block=False)
         if not self._members and self._waiter is not None:
-            wake(*self._waiter)
+            wake(self._waiter)
 
     def kill(self, exception: type[BaseException] | BaseException = Killed, block: bool = True,
              timeout: float | None = None) -> None:
@@ -216,11 +212,9 @@ class Group:
             Exception: with ``raise_error``, the first failure of a member.
         """
         if self._members:
-            sched = get_scheduler()
-            waiter = sched.waiter()
-            self._waiter = (waiter, None, None, waiter._gen)
+            self._waiter = mine = ticket()
             try:
-                sched.park(waiter, timeout)
+                park(mine, timeout)
             except Timeout:
                 if self._members:
                     return False

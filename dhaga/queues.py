@@ -2,11 +2,24 @@
 
 How this works
 --------------
-Waiters are *tickets* in FIFO order under the queue's real mutex, woken from any thread (see
-`dhaga._waiting`). Nothing is lost when a waiter leaves early (killed or timed out): `Queue`
-*notifies* the first getter (or putter) and reserves an item (or a slot) for it: a newcomer
-cannot take what is reserved. A notified getter (putter) that times out takes its item (its
-slot); one that is killed passes its reservation on.
+Waiters park through the core's parking API (`dhaga._core.parking`): each takes a *ticket*,
+queued in FIFO order under the queue's real mutex, and is woken from any thread. Nothing is lost
+when a waiter leaves early (killed or timed out): `Queue` *notifies* the first getter (or
+putter) and reserves an item (or a slot) for it: a newcomer cannot take what is reserved. A
+notified getter (putter) that times out takes its item (its slot); one that is killed passes its
+reservation on. A putter of the getter's own thread hands the item straight to it.
+
+The fast path. An unbounded `Queue` (not a subclass with its own storage) is mostly used with
+nobody waiting. While nobody waits and nothing is reserved (``_fast``), a put appends without
+the mutex and a get pops without it: ``deque.append`` and ``popleft`` are atomic under the GIL,
+and a fast put counts its task with ``next()`` on an `itertools.count` (also one C call, atomic:
+two threads counting at once lose nothing, where ``+= 1`` could). A getter about to queue
+clears ``_fast`` under the mutex and then looks at the items again; a fast put reads ``_fast``
+again after appending. Under the GIL one of the two sees the other: either the getter finds the
+item, or the putter finds ``_fast`` cleared and reserves the item for the first getter under the
+mutex. Bounded queues and subclasses take the mutex every time. Across threads, a fast get can
+take an item at the very instant it is reserved for a woken getter; that getter then waits
+again, first in line.
 
 `dhaga.sync` re-exports every name here; import them from there.
 
@@ -17,15 +30,17 @@ This module knows the scheduler's parking rules; it knows nothing about I/O, nor
 from __future__ import annotations
 
 import heapq
+import itertools
 import queue as _stdqueue
 import threading
 from collections import deque
 from typing import Any, Generic, TypeVar
 
-from ._waiting import _get_ident, _me, _remove, _Ticket, _wake
-from .errors import Timeout
-from .handle import PARKED, RUNNING, TIMED_OUT, _Waiter
-from .scheduler import Scheduler, _local
+from ._core.parking import Ticket as _Ticket
+from ._core.parking import current_waiter, hand_over, park, park_queued, unqueue, wake
+from ._core.parking import remove as _remove
+from ._core.parking import ticket as ticket_
+from .errors import BlockingError, Timeout
 
 __all__ = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue", "Empty", "Full", "ShutDown"]
 
@@ -40,6 +55,23 @@ else:
 
 
 T = TypeVar("T")
+_TIMED_OUT = object()  # what `park` returns here when a timeout expired
+_PARK = object()  # `get` found nothing: it parks
+_RESERVED = object()  # a waiter's wake-up: an item (a slot) is reserved for it, or shut down
+
+
+def _counted(counter: itertools.count) -> int:
+    """How many times ``next`` was called on an `itertools.count` started at 0."""
+    return int(repr(counter)[6:-1])  # "count(N)": the next value is the number taken
+
+
+class _FirstInLine:
+    """Queues a ticket at the front: for a getter whose reserved item was taken."""
+
+    __slots__ = ("append",)
+
+    def __init__(self, tickets: deque) -> None:
+        self.append = tickets.appendleft
 
 
 class Queue(Generic[T]):
@@ -49,7 +81,7 @@ class Queue(Generic[T]):
     `qsize` counts the items reserved for getters that were woken but have not run yet.
 
     Args:
-        maxsize: at most this many items; 0 or less means unbounded.
+        maxsize: at most this many items; 0 or less means unbounded (fixed at creation).
     """
 
     def __init__(self, maxsize: int = 0) -> None:
@@ -61,7 +93,10 @@ class Queue(Generic[T]):
         self._got_reserved = 0  # items reserved for getters already woken
         self._put_reserved = 0  # free slots reserved for putters already woken
         self._joiners: list[_Ticket] = []
-        self.unfinished_tasks = 0
+        self._unfinished = 0  # tasks counted under the mutex (see `unfinished_tasks`)
+        self._fast_count = itertools.count()  # tasks counted by fast puts, without the mutex
+        self._can_fast = self._plain and maxsize <= 0
+        self._fast = self._can_fast  # see "The fast path" in the module docstring
         self.is_shutdown = False
 
     #: True while the storage is `Queue`'s own deque: the hot paths then skip ``_qsize()``.
@@ -69,7 +104,18 @@ class Queue(Generic[T]):
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        cls._plain = cls._qsize is Queue._qsize and cls._init is Queue._init
+        cls._plain = (cls._qsize is Queue._qsize and cls._init is Queue._init
+                      and cls._put is Queue._put and cls._get is Queue._get)
+
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done with `task_done` (`queue.Queue`'s attribute)."""
+        return self._unfinished + _counted(self._fast_count)
+
+    def _refresh(self) -> None:
+        """Under the mutex: take the fast path again once nobody waits and nothing is reserved."""
+        self._fast = (self._can_fast and not self._getters and not self._putters
+                      and not self._got_reserved and not self.is_shutdown)
 
     # The storage, overridden by LifoQueue and PriorityQueue (as in the standard library).
     def _init(self, maxsize: int) -> None:
@@ -127,6 +173,21 @@ class Queue(Generic[T]):
             Full: non-blocking and full, or ``timeout`` expired.
             ShutDown: the queue was shut down.
         """
+        if self._fast:
+            # The fast path: counted before the item shows, so whoever gets it sees the count.
+            next(self._fast_count)
+            self.queue.append(item)
+            if self._fast:
+                return  # no getter queued meanwhile: one that queues later sees the item
+            mutex = self._mutex  # a getter queued meanwhile: reserve the item for it
+            mutex.acquire()
+            try:
+                ticket = self._notify_getter()
+            finally:
+                mutex.release()
+            if ticket is not None:
+                wake(ticket, _RESERVED)
+            return
         mutex = self._mutex
         mutex.acquire()
         try:
@@ -135,61 +196,57 @@ class Queue(Generic[T]):
             maxsize = self.maxsize
             size = len(self.queue) if self._plain else self._qsize()
             if maxsize <= 0 or size + self._put_reserved < maxsize:
-                self.unfinished_tasks += 1
+                self._unfinished += 1
                 getters = self._getters
-                while getters and not size and not self._got_reserved:
+                if getters and not size and not self._got_reserved:
                     # Hand the item straight to a getter of this thread: no storage, no
                     # reservation. A getter already woken (say, by its timeout) refuses it.
-                    waiter, gen = getters[0]
-                    sched = waiter._sched
-                    if sched._thread_id != _get_ident():
-                        break
-                    getters.popleft()
-                    if waiter._state is PARKED and gen == waiter._gen and waiter is not sched._top:
-                        # Scheduler._unpark, inlined: the hot path of a hand-off.
-                        waiter._state = RUNNING
-                        waiter._resume_value = (item,)
-                        waiter._resume_exc = None
-                        sched._runq.append(waiter)
-                        if not sched._drain_pending:
-                            sched._drain_pending = True
-                            sched._call_soon(sched._drain)
-                    elif not sched._unpark(waiter, (item,), None, gen):
-                        # Woken already (its timeout fired): it will find its ticket taken and
-                        # claim a reservation, so reserve the item for it.
-                        self._put(item)
-                        self._got_reserved += 1
-                    return
+                    handed = hand_over(getters[0], item)
+                    if handed is not None:
+                        getters.popleft()
+                        if not handed:
+                            # Woken already (its timeout fired): it will find its ticket taken
+                            # and claim a reservation, so reserve the item for it.
+                            self._put(item)
+                            self._got_reserved += 1
+                        mutex.release()
+                        return
                 self._put(item)
-                if not getters or size + 1 <= self._got_reserved:
-                    return
-                self._got_reserved += 1
-                ticket = getters.popleft()
+                ticket = self._notify_getter() if getters else None
             else:
                 if not block:
                     raise Full
                 if timeout is not None and timeout < 0:
                     raise ValueError("'timeout' must be a non-negative number")
-                sched, waiter = _me()
-                mine = (waiter, waiter._gen)
-                self._putters.append(mine)
-                ticket = None
-        finally:
-            mutex.release()
-        if ticket is None:
-            self._put_parked(sched, waiter, mine, item, timeout)
-        else:
-            _wake(ticket)
-
-    def _put_parked(
-        self, sched: Scheduler, waiter: _Waiter, ticket: _Ticket, item: T, timeout: float | None
-    ) -> None:
-        try:
-            timed_out = sched.park_timed(waiter, timeout) is TIMED_OUT
+                ticket = _PARK
         except BaseException:
-            self._leave(ticket, self._putters, getter=False)
+            mutex.release()
             raise
-        if timed_out and _remove(self._mutex, self._putters, ticket):
+        if ticket is _PARK:
+            self._put_parked(item, timeout)  # still holding the mutex: it queues us
+            return
+        mutex.release()
+        if ticket is not None:
+            wake(ticket, _RESERVED)
+
+    def _notify_getter(self) -> _Ticket | None:
+        """Under the mutex, after an item was stored: reserve it for the first getter, if any."""
+        getters = self._getters
+        if not getters or self._qsize() <= self._got_reserved:
+            return None
+        self._got_reserved += 1
+        return getters.popleft()
+
+    def _put_parked(self, item: T, timeout: float | None) -> None:
+        """Queue up for a slot (the caller holds the mutex), park, then put ``item``."""
+        try:
+            got = park_queued(self._putters, self._mutex, timeout, _TIMED_OUT)
+        except BlockingError:
+            raise  # called on the loop: it never queued
+        except BaseException:
+            self._leave(self._putters, getter=False)
+            raise
+        if got is _TIMED_OUT and unqueue(self._putters, self._mutex):
             raise Full
         mutex = self._mutex  # a slot was reserved for us (or the queue was shut down)
         mutex.acquire()
@@ -198,14 +255,12 @@ class Queue(Generic[T]):
             if self.is_shutdown:
                 raise ShutDown("put on a shut-down queue")
             self._put(item)
-            self.unfinished_tasks += 1
-            if not self._getters or self._qsize() <= self._got_reserved:
-                return
-            self._got_reserved += 1
-            wake = self._getters.popleft()
+            self._unfinished += 1
+            wake_ = self._notify_getter()
         finally:
             mutex.release()
-        _wake(wake)
+        if wake_ is not None:
+            wake(wake_, _RESERVED)
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` if a slot is free, else raise `Full`.
@@ -235,15 +290,19 @@ class Queue(Generic[T]):
             Empty: non-blocking and empty, or ``timeout`` expired.
             ShutDown: the queue was shut down and is empty.
         """
+        if self._fast:
+            try:
+                return self.queue.popleft()  # type: ignore[no-any-return]
+            except IndexError:
+                pass
         mutex = self._mutex
         mutex.acquire()
         try:
             if (len(self.queue) if self._plain else self._qsize()) > self._got_reserved:
                 item = self._get()
-                if not self._putters or self.maxsize - self._qsize() <= self._put_reserved:
-                    return item
-                self._put_reserved += 1
-                ticket = self._putters.popleft()
+                ticket = self._reserve_slot()
+                if self._can_fast and not self._fast:
+                    self._refresh()  # after waits: back on the fast path if nobody waits
             elif self.is_shutdown:
                 raise ShutDown("get from a shut-down, empty queue")
             elif not block:
@@ -251,41 +310,34 @@ class Queue(Generic[T]):
             else:
                 if timeout is not None and timeout < 0:
                     raise ValueError("'timeout' must be a non-negative number")
-                sched = getattr(_local, "sched", None)  # `_me()`, inlined: the hot path
-                waiter = sched._current if sched is not None else None
-                if waiter is None:
-                    sched, waiter = _me()
-                mine = (waiter, waiter._gen)
-                self._getters.append(mine)
-                ticket = None
-        finally:
+                ticket = _PARK
+                if self._fast:
+                    # Off the fast path before queueing, then look again: a fast put reads
+                    # ``_fast`` after storing its item, so either it sees False (and wakes us)
+                    # or we see its item here.
+                    self._fast = False
+                    if len(self.queue) > self._got_reserved:
+                        self._refresh()
+                        item = self._get()
+                        ticket = None
+        except BaseException:
             mutex.release()
-        if ticket is not None:
-            _wake(ticket)
+            raise
+        if ticket is not _PARK:
+            mutex.release()
+            if ticket is not None:
+                wake(ticket, _RESERVED)
             return item
-        if timeout is not None or waiter._pending_exc is not None or waiter is sched._top:
-            return self._get_parked(sched, waiter, mine, timeout)
-        # A dhaga waiting without a timeout: `Scheduler.park`'s fast path, inlined.
-        waiter._state = PARKED
-        runq = sched._runq
-        if sched._batch > 0 and runq and runq[0]._state is RUNNING:
-            # `Scheduler._switch_next`, inlined for its common case: the next dhaga in the
-            # batch was parked (not new) and is runnable.
-            sched._batch -= 1
-            nxt = runq.popleft()
-            sched._current = nxt
-            gr = nxt._gr
-            nxt = runq = None  # a suspended frame must not keep other dhagas alive
-            gr.switch()
-        else:
-            runq = None
-            sched._switch_next()
-        got = waiter._resume_value
-        if type(got) is tuple and waiter._resume_exc is None:  # handed over by a putter
-            waiter._gen += 1
-            waiter._resume_value = None
-            return got[0]  # type: ignore[no-any-return]
-        return self._get_parked(sched, waiter, mine, timeout, woken=True)
+        try:
+            got = park_queued(self._getters, mutex, timeout, _TIMED_OUT)  # releases the mutex
+        except BlockingError:
+            raise  # called on the loop: it never queued
+        except BaseException:
+            self._leave(self._getters, getter=True)
+            raise
+        if got is _RESERVED or got is _TIMED_OUT:
+            return self._get_reserved(got, timeout)
+        return got  # type: ignore[no-any-return] - handed over directly by a putter
 
     def _reserve_slot(self) -> _Ticket | None:
         """After a get: the putter to wake for the freed slot, if any."""
@@ -294,48 +346,38 @@ class Queue(Generic[T]):
             return self._putters.popleft()
         return None
 
-    def _get_parked(
-        self,
-        sched: Scheduler,
-        waiter: _Waiter,
-        ticket: _Ticket,
-        timeout: float | None,
-        woken: bool = False,
-    ) -> T:
-        """Park until an item is handed over or reserved; ``woken``: `get` parked already."""
+    def _get_reserved(self, got: Any, timeout: float | None) -> T:
+        """A parked getter woken without an item in hand: take the one reserved for it."""
+        mutex = self._mutex
         while True:
-            try:
-                if woken:  # get() parked inline and was woken without an item in hand
-                    woken = False
-                    got = waiter._take_resume()
-                else:
-                    got = sched.park_timed(waiter, timeout)
-            except BaseException:
-                self._leave(ticket, self._getters, getter=True)
-                raise
-            if type(got) is tuple:  # handed over directly by a putter of this thread
-                return got[0]  # type: ignore[no-any-return]
-            if got is TIMED_OUT and _remove(self._mutex, self._getters, ticket):
+            if got is not _RESERVED and got is not _TIMED_OUT:  # handed over by a putter
+                return got  # type: ignore[no-any-return]
+            if got is _TIMED_OUT and unqueue(self._getters, mutex):
                 raise Empty
-            mutex = self._mutex  # an item was reserved for us (or the queue was shut down)
-            mutex.acquire()
+            mutex.acquire()  # an item was reserved for us (or the queue was shut down)
             try:
                 self._got_reserved -= 1
                 if self._qsize():
                     item = self._get()
-                    if not self._putters:
-                        return item
-                    wake = self._reserve_slot()
+                    wake_ = self._reserve_slot()
+                    if self._can_fast:
+                        self._refresh()
                     break
                 if self.is_shutdown:
                     raise ShutDown("get from a shut-down, empty queue")
-                # Someone emptied ``queue`` behind our back (under ``mutex``): wait again.
-                ticket = (waiter, waiter._gen)
-                self._getters.append(ticket)
-            finally:
+            except BaseException:
                 mutex.release()
-        if wake is not None:
-            _wake(wake)
+                raise
+            # Someone took the item reserved for us (a newcomer of another thread, at the
+            # instant it was reserved): wait again, first in line.
+            try:
+                got = park_queued(_FirstInLine(self._getters), mutex, timeout, _TIMED_OUT)
+            except BaseException:
+                self._leave(self._getters, getter=True)
+                raise
+        mutex.release()
+        if wake_ is not None:
+            wake(wake_, _RESERVED)
         return item
 
     def get_nowait(self) -> T:
@@ -350,19 +392,23 @@ class Queue(Generic[T]):
         """
         return self.get(False)
 
-    def _leave(self, ticket: _Ticket, waiters: deque, getter: bool) -> None:
-        """A waiter killed while queued: drop its ticket, or pass its reservation on."""
+    def _leave(self, waiters: deque, getter: bool) -> None:
+        """The caller, queued, was killed: drop its ticket, or pass its reservation on."""
+        me = current_waiter(may_block=False)
         mutex = self._mutex
         mutex.acquire()
         try:
-            try:
-                waiters.remove(ticket)
-                return
-            except ValueError:
-                pass
+            for t in waiters:
+                if t[0] is me:
+                    waiters.remove(t)
+                    if self._can_fast:
+                        self._refresh()
+                    return
             if getter:
                 self._got_reserved -= 1
                 if not waiters or self._qsize() <= self._got_reserved:
+                    if self._can_fast:
+                        self._refresh()
                     return
                 self._got_reserved += 1
             else:
@@ -375,7 +421,7 @@ class Queue(Generic[T]):
             nxt = waiters.popleft()
         finally:
             mutex.release()
-        _wake(nxt)
+        wake(nxt, _RESERVED)
 
     # ------------------------------------------------------------------ tasks
     def task_done(self) -> None:
@@ -387,17 +433,17 @@ class Queue(Generic[T]):
         mutex = self._mutex
         mutex.acquire()
         try:
-            unfinished = self.unfinished_tasks - 1
+            unfinished = self._unfinished + _counted(self._fast_count) - 1
             if unfinished < 0:
                 raise ValueError("task_done() called too many times")
-            self.unfinished_tasks = unfinished
+            self._unfinished -= 1
             if unfinished or not self._joiners:
                 return
             joiners, self._joiners = self._joiners, []
         finally:
             mutex.release()
         for ticket in joiners:
-            _wake(ticket)
+            wake(ticket, True)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until every item put has been marked done with `task_done`.
@@ -410,23 +456,22 @@ class Queue(Generic[T]):
         """
         if not self.unfinished_tasks:
             return
-        sched, waiter = _me()
-        ticket = (waiter, waiter._gen)
+        mine = ticket_()
         mutex = self._mutex
         mutex.acquire()
         try:
             if not self.unfinished_tasks:
                 return
-            self._joiners.append(ticket)
+            self._joiners.append(mine)
         finally:
             mutex.release()
         try:
-            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+            if park(mine, timeout, _TIMED_OUT) is not _TIMED_OUT:
                 return
         except BaseException:
-            _remove(self._mutex, self._joiners, ticket)  # type: ignore[arg-type]
+            _remove(self._mutex, self._joiners, mine)
             raise
-        if _remove(self._mutex, self._joiners, ticket):  # type: ignore[arg-type]
+        if _remove(self._mutex, self._joiners, mine):
             raise Timeout(f"queue not drained within {timeout}s", timeout)
 
     def shutdown(self, immediate: bool = False) -> None:
@@ -441,11 +486,12 @@ class Queue(Generic[T]):
         mutex.acquire()
         try:
             self.is_shutdown = True
+            self._fast = False
             if immediate:
                 while self._qsize():
                     self._get()
                     if self.unfinished_tasks > 0:
-                        self.unfinished_tasks -= 1
+                        self._unfinished -= 1
             getters, self._getters = list(self._getters), deque()
             putters, self._putters = list(self._putters), deque()
             self._got_reserved += len(getters)
@@ -456,7 +502,7 @@ class Queue(Generic[T]):
         finally:
             mutex.release()
         for ticket in getters + putters + joiners:
-            _wake(ticket)
+            wake(ticket, _RESERVED)
 
 
 class LifoQueue(Queue[T]):

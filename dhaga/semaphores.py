@@ -1,11 +1,11 @@
 """Counting semaphores for dhagas and threads: `threading.Semaphore`'s and `BoundedSemaphore`'s interface.
 
 Waiters are served FIFO and a release *hands over* a permit to the first waiter (see
-`dhaga._waiting` for tickets and waking across threads): a waiter that finds, as it leaves
+`dhaga._core.parking` for tickets and waking across threads): a waiter that finds, as it leaves
 early, that its ticket was taken owns a permit; on a timeout it keeps it, when killed it
 releases it to the next waiter. Re-exported by `dhaga.sync`.
 
-This module knows the scheduler's parking rules; it knows nothing about I/O.
+This module parks only through `dhaga._core.parking`; it knows nothing about I/O.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import threading
 from collections import deque
 from typing import Any
 
-from ._waiting import _me, _remove, _Ticket, _wake
-from .handle import TIMED_OUT
+from ._core.parking import Ticket as _Ticket
+from ._core.parking import park, ticket, wake
+from ._core.parking import remove as _remove
 
 __all__ = ["Semaphore", "BoundedSemaphore"]
 
@@ -71,25 +72,24 @@ class Semaphore:
             mutex.release()
         if not blocking:
             return False
-        sched, waiter = _me()
-        ticket = (waiter, waiter._gen)
+        mine = ticket()
         mutex = self._mutex
         mutex.acquire()
         try:
             if self._value:  # released since we looked (another thread)
                 self._value -= 1
                 return True
-            self._waiters.append(ticket)
+            self._waiters.append(mine)
         finally:
             mutex.release()
         try:
-            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+            if park(mine, timeout, False):
                 return True
         except BaseException:
-            if not _remove(self._mutex, self._waiters, ticket):
+            if not _remove(self._mutex, self._waiters, mine):
                 self._release_one()  # handed over as we were killed: pass it on
             raise
-        return not _remove(self._mutex, self._waiters, ticket)
+        return not _remove(self._mutex, self._waiters, mine)
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -101,10 +101,10 @@ class Semaphore:
             if not self._waiters:
                 self._value += 1
                 return
-            ticket = self._waiters.popleft()
+            t = self._waiters.popleft()
         finally:
             mutex.release()
-        _wake(ticket)
+        wake(t, True)
 
     def release(self, n: int = 1) -> None:
         """Return ``n`` permits, handing each to the longest waiter if there is one.

@@ -2,9 +2,9 @@
 
 How this works
 --------------
-Waiters are *tickets* in FIFO order under a small real mutex, woken from any thread, so every
-primitive also works between dhagas of different OS threads and plain threads: see
-`dhaga._waiting`. The queues live in `dhaga.queues` and the semaphores in `dhaga.semaphores`;
+Waiters are *tickets* of the core's parking API (`dhaga._core.parking`) in FIFO order under a
+small real mutex, woken from any thread, so every primitive also works between dhagas of
+different OS threads and plain threads. The queues live in `dhaga.queues` and the semaphores in `dhaga.semaphores`;
 this module re-exports them, as ``dhaga.sync`` is their public home.
 
 Nothing is lost when a waiter leaves early (killed or timed out):
@@ -19,7 +19,7 @@ stays held while the lock is handed from one holder to the next. An acquirer tha
 under the mutex before queueing; a releaser checks ``mutex.locked()`` *before* the waiters, so
 an acquirer between its retry and its queueing is always seen (see `Lock.release`).
 
-This module knows the scheduler's parking rules; it knows nothing about I/O, nor about how the
+This module parks only through `dhaga._core.parking`; it knows nothing about I/O, nor about how the
 queues and semaphores it re-exports work.
 """
 
@@ -30,10 +30,12 @@ import time
 from collections import deque
 from typing import Any, Callable, TypeVar
 
-from ._waiting import _get_ident, _me, _remove, _Ticket, _wake
-from .handle import PARKED, RUNNING, TIMED_OUT, _Waiter
+from ._core.parking import Ticket as _Ticket
+from ._core.parking import park, park_queued, ticket, unqueue, wake
+from ._core.parking import remove as _remove
+from .errors import BlockingError
 from .queues import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
-from .scheduler import _local, current
+from .scheduler import current
 from .semaphores import BoundedSemaphore, Semaphore
 
 __all__ = [
@@ -94,8 +96,8 @@ class Event:
             waiters, self._waiters = self._waiters, {}
         finally:
             mutex.release()
-        for ticket in waiters:
-            _wake(ticket)
+        for t in waiters:
+            wake(t, True)
 
     def clear(self) -> None:
         """Reset the flag; later `wait` calls block again."""
@@ -112,31 +114,30 @@ class Event:
         """
         if self._flag:
             return True
-        sched, waiter = _me()
-        ticket = (waiter, waiter._gen)
+        mine = ticket()
         mutex = self._mutex
         mutex.acquire()
         try:
             if self._flag:
                 return True
-            self._waiters[ticket] = None
+            self._waiters[mine] = None
         finally:
             mutex.release()
         try:
-            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+            if park(mine, timeout, False):
                 return True  # set() took our ticket
         except BaseException:
             mutex = self._mutex
             mutex.acquire()
             try:
-                self._waiters.pop(ticket, None)
+                self._waiters.pop(mine, None)
             finally:
                 mutex.release()
             raise
         mutex = self._mutex
         mutex.acquire()
         try:
-            self._waiters.pop(ticket, None)
+            self._waiters.pop(mine, None)
         finally:
             mutex.release()
         return self._flag
@@ -190,31 +191,22 @@ class Lock:
         held = self._held
         if not blocking:
             return False
-        sched = getattr(_local, "sched", None)  # `_me()`, inlined: the contended hot path
-        waiter = sched._current if sched is not None else None
-        if waiter is None:
-            sched, waiter = _me()
-        ticket = (waiter, waiter._gen)
         mutex = self._mutex
         mutex.acquire()
-        try:
-            if held.acquire(False):  # released since we looked: never queue for a free lock
-                return True
-            self._waiters.append(ticket)
-        finally:
+        if held.acquire(False):  # released since we looked: never queue for a free lock
             mutex.release()
+            return True
         try:
-            if timeout is None:
-                sched.park(waiter)  # a dhaga's untimed park is park()'s inlined fast path
+            if park_queued(self._waiters, mutex, timeout, False):  # releases the mutex
                 return True  # handed over to us
-            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
-                return True  # handed over to us
+        except BlockingError:
+            raise  # called on the loop: it never queued
         except BaseException:
-            if not _remove(self._mutex, self._waiters, ticket):
+            if not unqueue(self._waiters, self._mutex):
                 self.release()  # handed over as we were killed: pass it on
             raise
         # Timed out; if it was handed over meanwhile, the acquire succeeded after all.
-        return not _remove(self._mutex, self._waiters, ticket)
+        return not unqueue(self._waiters, self._mutex)
 
     def release(self, *_exc_info: Any) -> None:
         """Release the lock, handing it to the longest waiter if there is one.
@@ -235,23 +227,10 @@ class Lock:
         try:
             if not self._waiters or not self._held.acquire(False):
                 return  # nobody waits, or a newcomer took it (its release will hand over)
-            waiter, gen = self._waiters.popleft()
+            t = self._waiters.popleft()
         finally:
             mutex.release()
-        sched = waiter._sched  # _wake(), inlined: this is the contended hot path
-        if sched._thread_id == _get_ident():
-            if waiter._state is PARKED and gen == waiter._gen and waiter is not sched._top:
-                waiter._state = RUNNING  # Scheduler._unpark, inlined
-                waiter._resume_value = True
-                waiter._resume_exc = None
-                sched._runq.append(waiter)
-                if not sched._drain_pending:
-                    sched._drain_pending = True
-                    sched._call_soon(sched._drain)
-            else:
-                sched._unpark(waiter, True, None, gen)
-        else:
-            sched.loop.call_soon_threadsafe(sched._unpark, waiter, True, None, gen)
+        wake(t, True)
 
     __exit__ = release  # one call fewer per ``with lock:`` than a wrapper
 
@@ -278,6 +257,7 @@ class _ThreadOwner:
         return f"<top level of thread {self.thread}>"
 
 
+_get_ident = threading.get_ident
 _owners = threading.local()  # dhaga's modules keep the real threading (see dhaga.monkey)
 
 
@@ -308,7 +288,7 @@ class RLock:
 
     def __init__(self) -> None:
         self._lock = Lock()
-        self._owner: _Waiter | None = None
+        self._owner: Any = None
         self._count = 0
 
     def __repr__(self) -> str:
@@ -359,14 +339,14 @@ class RLock:
     def _is_owned(self) -> bool:
         return self._owner is _owner()
 
-    def _release_save(self) -> tuple[int, _Waiter | None]:
+    def _release_save(self) -> tuple[int, Any]:
         state = (self._count, self._owner)
         self._count = 0
         self._owner = None
         self._lock.release()
         return state
 
-    def _acquire_restore(self, state: tuple[int, _Waiter | None]) -> None:
+    def _acquire_restore(self, state: tuple[int, Any]) -> None:
         self._lock.acquire()
         self._count, self._owner = state
 
@@ -427,22 +407,21 @@ class Condition:
         """
         if not self._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
-        sched, waiter = _me()
-        ticket = (waiter, waiter._gen)
+        mine = ticket()
         mutex = self._mutex
         mutex.acquire()
         try:
-            self._waiters.append(ticket)
+            self._waiters.append(mine)
         finally:
             mutex.release()
         saved = self._release_save()
         try:
-            if sched.park_timed(waiter, timeout) is not TIMED_OUT:
+            if park(mine, timeout, False):
                 return True
             # Notified as the timeout fired: count it as notified (nothing to pass on).
-            return not _remove(self._mutex, self._waiters, ticket)
+            return not _remove(self._mutex, self._waiters, mine)
         except BaseException:
-            if not _remove(self._mutex, self._waiters, ticket):
+            if not _remove(self._mutex, self._waiters, mine):
                 self._notify(1)  # we were notified but cannot act on it: pass it on
             raise
         finally:
@@ -494,8 +473,8 @@ class Condition:
             tickets = [waiters.popleft() for _ in range(min(n, len(waiters)))]
         finally:
             mutex.release()
-        for ticket in tickets:
-            _wake(ticket)
+        for t in tickets:
+            wake(t, True)
 
     def notify_all(self) -> None:
         """Wake every waiter."""

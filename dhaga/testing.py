@@ -27,7 +27,7 @@ def settle(max_rounds: int = 10_000) -> None:
     sched = get_scheduler()
     for _ in range(max_rounds):
         sleep(0)
-        if not sched._runq:
+        if not sched.runnable():
             return
     raise RuntimeError(f"dhagas still runnable after {max_rounds} rounds (a busy loop?)")
 

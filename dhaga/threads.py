@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from .scheduler import get_scheduler
+from ._core.parking import park, ticket, wake_soon
 
 __all__ = ["to_thread", "set_thread_pool_size", "thread_pool_size"]
 
@@ -81,17 +81,15 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
     Raises:
         Timeout: ``timeout`` seconds passed first.
     """
-    sched = get_scheduler()
-    waiter = sched.waiter()
     ctx = contextvars.copy_context()
-    fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)
+    fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)  # may park (patched locks)
     if not fut.done():
+        mine = ticket()  # taken after anything that may park, or the ticket would be stale
         # Always delivered through the loop, so a completion racing with park is never lost;
         # addressed to this park only, so it cannot wake a later one after a timeout.
-        gen = waiter._gen
-        fut.add_done_callback(lambda _: sched.call_threadsafe(sched._unpark, waiter, None, None, gen))
+        fut.add_done_callback(lambda _: wake_soon(mine))
         try:
-            sched.park(waiter, timeout)
+            park(mine, timeout)
         except BaseException:
             fut.cancel()
             raise

@@ -4,7 +4,8 @@ When the block overruns, its dhaga is interrupted at its blocking point with the
 `TimeoutInterrupt`, a ``BaseException`` that drivers catching ``Exception``/``OSError`` cannot
 rewrite; the block turns it into its `Timeout` where it ends. Nested blocks are told apart by
 the identity of the interrupt each one raises, so an inner timeout never passes for an outer
-one. This module knows only the scheduler's parking rules.
+one. The interrupt is delivered by the core's `interrupt` (the same rule as a kill's); this
+module knows nothing else of the core.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from ._core.parking import current_waiter, discard_interrupt, interrupt
+from ._core.threads import get_scheduler
 from .errors import Timeout, TimeoutInterrupt
-from .handle import PARKED
-from .scheduler import get_scheduler
 
 __all__ = ["timeout"]
 
@@ -42,7 +43,7 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
             reply = client.call("slow")
     """
 
-    __slots__ = ("seconds", "exception", "interrupt", "_handle", "_waiter", "_sched", "expired")
+    __slots__ = ("seconds", "exception", "interrupt", "_handle", "_waiter", "expired")
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and seconds < 0:
@@ -56,19 +57,14 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
     def __enter__(self) -> timeout:
         if self._handle is not None:
             raise RuntimeError("a dhaga.timeout block cannot be entered twice at once")
-        sched = self._sched = get_scheduler()
-        self._waiter = sched.waiter()
+        self._waiter = current_waiter()
         if self.seconds is not None:
-            self._handle = sched.timers.call_later(self.seconds, self._fire)
+            self._handle = get_scheduler().timers.call_later(self.seconds, self._fire)
         return self
 
     def _fire(self) -> None:
         self.expired = True
-        waiter = self._waiter
-        if waiter._state is PARKED:
-            self._sched._unpark(waiter, None, self.interrupt)
-        else:  # woken already: deliver at its next blocking point
-            waiter._pending_exc = self.interrupt
+        interrupt(self._waiter, self.interrupt)  # parked: now; else at its next blocking point
 
     def __exit__(
         self,
@@ -79,8 +75,7 @@ class timeout:  # noqa: N801 - a context manager named like a function, as in ge
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._waiter._pending_exc is self.interrupt:
-            self._waiter._pending_exc = None
+        discard_interrupt(self._waiter, self.interrupt)
         self._waiter = None  # type: ignore[assignment]
         if exc is self.interrupt:
             # The interrupt is spent: the block's edge is where it becomes a Timeout.

@@ -38,7 +38,7 @@ def test_rpc_chained_server():
 
 
 def test_demo_rpc_part():
-    out = run("-m", "dhaga.demo_rpc", "--calls", "500", "--latency", "0.02")
+    out = run("-m", "dhaga.demo.rpc", "--calls", "500", "--latency", "0.02")
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["calls"] == 500
     assert figures["total"] == sum(i * i for i in range(500))

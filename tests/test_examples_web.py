@@ -45,7 +45,7 @@ def test_web_gunicorn():
 
 
 def test_the_demos_web_part():
-    from dhaga.demo_web import part_web
+    from dhaga.demo.web import part_web
 
     threads_before = threading.active_count()
     figures = part_web(clients=300, latency=0.2)

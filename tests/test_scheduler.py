@@ -320,7 +320,7 @@ def test_finished_dhaga_drops_function_and_greenlet():
 
 
 def test_idle_workers_are_bounded():
-    from dhaga._workers import MAX_IDLE_WORKERS
+    from dhaga._core.workers import MAX_IDLE_WORKERS
 
     ev = Event()
     ds = [dhaga.spawn(ev.wait) for _ in range(MAX_IDLE_WORKERS + 500)]

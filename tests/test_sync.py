@@ -10,7 +10,7 @@ import pytest
 
 import dhaga
 from dhaga import BlockingError, Timeout
-from dhaga.handle import TIMED_OUT
+from dhaga._core.states import TIMED_OUT
 from dhaga.scheduler import get_scheduler
 from dhaga.sync import (
     BoundedSemaphore,
@@ -72,17 +72,22 @@ def test_event_killed_waiter_is_unregistered():
 
 
 def test_blocking_in_a_coroutine_raises_blocking_error():
-    ev, q, lock = Event(), Queue(), Lock()
+    ev, q, lock, full = Event(), Queue(), Lock(), Queue(1)
     lock.acquire()
+    full.put(0)
 
     async def coro():
-        for call in (ev.wait, q.get, lock.acquire):
+        for call in (ev.wait, q.get, lock.acquire, lambda: full.put(1)):
             with pytest.raises(BlockingError):
                 call()
         return "checked"
 
     assert dhaga.wait(asyncio.ensure_future(coro(), loop=get_scheduler().loop)) == "checked"
     assert ev._waiters == {} and not q._getters and not lock._waiters
+    assert lock.locked() and q._got_reserved == 0  # nothing given away by the refused calls
+    assert full._put_reserved == 0 and not full._putters and full.get(timeout=1) == 0
+    q.put(1)
+    assert q.get(timeout=1) == 1
 
 
 # ---------------------------------------------------------------------- Lock

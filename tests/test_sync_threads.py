@@ -264,3 +264,56 @@ def test_queue_join_and_task_done_across_threads():
     for t in ts:
         t.join(timeout=DEADLINE)
     assert not any(t.is_alive() for t in ts)
+
+
+def test_unbounded_queue_fast_path_across_threads_loses_nothing_and_counts_every_task():
+    # Unbounded: puts and gets take the fast path (no mutex) whenever nobody waits, from every
+    # thread at once; consumers keep queueing up as it runs dry, so the fast path is switched
+    # off and on again all the time. Nothing may be lost or doubled, each producer's items
+    # arrive in order, and every task is counted for join().
+    q: Queue[object] = Queue()
+    per_producer = 3000
+    n_producers = 6
+    seen: list[list] = []
+
+    def producer(tag: int) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(per_producer):
+                q.put((tag, i))
+                if i % 97 == 0:
+                    dhaga.sleep(0)
+        return run
+
+    def consumer() -> None:
+        got: list = []
+        seen.append(got)
+        while (item := q.get(timeout=DEADLINE)) is not None:
+            got.append(item)
+            q.task_done()
+        q.task_done()
+
+    targets: list[Callable[[], object]] = [
+        in_dhagas(producer(2 * t), producer(2 * t + 1), consumer) for t in range(2)
+    ]
+    targets += [producer(4), producer(5), consumer, consumer]
+    threads = [threading.Thread(target=t) for t in targets]
+    for t in threads:
+        t.start()
+    wait_until(lambda: q.unfinished_tasks == 0 and sum(map(len, seen)) == n_producers
+               * per_producer)
+    q.join(timeout=DEADLINE)  # every task counted and done
+    for _ in range(4):
+        q.put(None)
+    for t in threads:
+        t.join(DEADLINE)
+    assert not any(t.is_alive() for t in threads)
+    items = [item for got in seen for item in got]
+    assert Counter(items) == Counter((tag, i) for tag in range(n_producers)
+                                     for i in range(per_producer))
+    for got in seen:  # each consumer sees each producer's items in the order they were put
+        for tag in range(n_producers):
+            mine = [i for t, i in got if t == tag]
+            assert mine == sorted(mine)
+    q.join(timeout=DEADLINE)
+    assert q.unfinished_tasks == 0
+    assert not q._getters and q._got_reserved == 0 and q._fast

@@ -9,8 +9,8 @@ import pytest
 from conftest import LOOPS
 
 import dhaga
-from dhaga import _timers
-from dhaga._timers import TimerQueue
+from dhaga._core import timers as _timers
+from dhaga._core.timers import TimerQueue
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ is empty, nobody wants the event, so the registration is dropped then (a level-t
 readable descriptor nobody reads would otherwise spin the loop). A ready event whose waiter was
 already woken but has not run yet is ignored.
 
-Waking: the ready callback runs the woken dhaga at once (`Scheduler.run_now`: one batch of the
-run queue) instead of leaving it to the next loop iteration. The dhaga consumes the data before the loop polls
+Waking: the ready callback runs the woken dhaga at once (`dhaga._core.parking.wake_now`: one
+batch of the run queue) instead of leaving it to the next loop iteration. The dhaga consumes the data before the loop polls
 again, so asyncio's level-triggered poll does not report the descriptor a second time (a stale
 event that would wake the dhaga again for nothing), and each wake costs one poll, not two.
 
@@ -25,8 +25,9 @@ closed, then reused, descriptor would miss events or confuse the loop. Our socke
 `notify_close` before closing, which wakes their waiters with ``EBADF`` (the standard library's
 error for a closed socket) and removes the registration while the number still names them.
 
-This module knows the scheduler's parking rules and the loop's reader/writer registration; it
-knows nothing about sockets.
+A slot holds the parked waiter's ticket (`dhaga._core.parking`); this module parks and wakes
+only through that API, and knows the loop's reader/writer registration; it knows nothing about
+sockets.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ import threading
 import weakref
 from typing import Any, Iterable
 
+from .._core.parking import Ticket, park, ticket, wake, wake_now
+from .._core.threads import get_scheduler
 from ..errors import ConcurrentUseError, Timeout
-from ..handle import TIMED_OUT
-from ..scheduler import Scheduler, get_scheduler
 
 __all__ = [
     "ConcurrentUseError",
@@ -66,12 +67,12 @@ class _Watcher:
     __slots__ = ("fd", "sched", "loop", "reader", "writer", "r_on", "w_on", "closed",
                  "__weakref__")
 
-    def __init__(self, fd: int, sched: Scheduler) -> None:
+    def __init__(self, fd: int, sched: Any) -> None:
         self.fd = fd
         self.sched = sched
         self.loop = sched.loop
-        self.reader: Any = None
-        self.writer: Any = None
+        self.reader: Ticket | None = None  # the parked reader's ticket (a one-waiter slot)
+        self.writer: Ticket | None = None
         self.r_on = False
         self.w_on = False
         self.closed = False
@@ -96,39 +97,36 @@ class _Watcher:
         else:
             self._run(waiter)
 
-    def _run(self, waiter: Any) -> None:
-        """Wake ``waiter`` and run it now (see "Waking" above); a no-op if already woken."""
-        self.sched.run_now(waiter)
+    def _run(self, t: Ticket) -> None:
+        """Wake the waiter and run it now (see "Waking" above); a no-op if already woken."""
+        wake_now(t)
 
     def wait_read(self) -> None:
         """`wait` for reading without a timeout, keeping the registration: the hot path."""
-        sched = self.sched
-        waiter = sched._current
-        if waiter is None or self.reader is not None:
-            self.wait(False, None)  # the top level, or a concurrent reader: the general path
+        if self.reader is not None:
+            self.wait(False, None)  # a concurrent reader: the general path raises
             return
-        self.reader = waiter
+        mine = self.reader = ticket()
         if not self.r_on:
             self.loop.add_reader(self.fd, self._on_readable)
             self.r_on = True
         try:
-            sched.park(waiter)
+            park(mine)
         finally:
             self.reader = None
 
     def wait(self, write: bool, timeout: float | None, keep: bool = True) -> bool:
         """Park the caller until the descriptor is ready; False on timeout."""
-        sched = self.sched
-        waiter = sched.waiter()
+        mine = ticket()
         if write:
             if self.writer is not None:
                 raise ConcurrentUseError(f"another dhaga is already waiting to write fd {self.fd}")
-            self.writer = waiter
+            self.writer = mine
             if not self.w_on:
                 self.loop.add_writer(self.fd, self._on_writable)
                 self.w_on = True
             try:
-                return sched.park_timed(waiter, timeout) is not TIMED_OUT
+                return park(mine, timeout, False) is not False
             finally:
                 self.writer = None
                 if not keep and self.w_on and not self.loop.is_closed():
@@ -136,12 +134,12 @@ class _Watcher:
                     self.loop.remove_writer(self.fd)
         if self.reader is not None:
             raise ConcurrentUseError(f"another dhaga is already waiting to read fd {self.fd}")
-        self.reader = waiter
+        self.reader = mine
         if not self.r_on:
             self.loop.add_reader(self.fd, self._on_readable)
             self.r_on = True
         try:
-            return sched.park_timed(waiter, timeout) is not TIMED_OUT
+            return park(mine, timeout, False) is not False
         finally:
             self.reader = None
             if not keep and self.r_on and not self.loop.is_closed():
@@ -157,9 +155,9 @@ class _Watcher:
         if self.w_on:
             self.w_on = False
             self.loop.remove_writer(self.fd)
-        for waiter in (self.reader, self.writer):
-            if waiter is not None:
-                self.sched._unpark(waiter, None, _ebadf())
+        for t in (self.reader, self.writer):
+            if t is not None:
+                wake(t, None, _ebadf())
 
 
 #: Every live watcher in the process, by file descriptor (descriptor numbers are process-wide).
@@ -169,7 +167,7 @@ class _Watcher:
 _watchers: weakref.WeakValueDictionary[int, _Watcher] = weakref.WeakValueDictionary()
 
 
-def watcher_for(fd: int, sched: Scheduler) -> _Watcher:
+def watcher_for(fd: int, sched: Any) -> _Watcher:
     """The watcher of ``fd`` for ``sched``, made on first use."""
     w = _watchers.get(fd)
     if w is not None and w.sched is sched:
@@ -262,33 +260,33 @@ def wait_any(
         True when one became ready, False when ``timeout`` expired.
     """
     sched = get_scheduler()
-    waiter = sched.waiter()
+    mine = ticket()
     taken: list[tuple[_Watcher, bool]] = []
     try:
         for write, fds in ((False, readers), (True, writers)):
             for fd in fds:
                 w = watcher_for(fd, sched)
                 if write:
-                    if w.writer is waiter:
+                    if w.writer == mine:
                         continue
                     if w.writer is not None:
                         raise ConcurrentUseError(f"another dhaga is already waiting to write fd {fd}")
-                    w.writer = waiter
+                    w.writer = mine
                     taken.append((w, True))
                     if not w.w_on:
                         w.loop.add_writer(fd, w._on_writable)
                         w.w_on = True
                 else:
-                    if w.reader is waiter:
+                    if w.reader == mine:
                         continue
                     if w.reader is not None:
                         raise ConcurrentUseError(f"another dhaga is already waiting to read fd {fd}")
-                    w.reader = waiter
+                    w.reader = mine
                     taken.append((w, False))
                     if not w.r_on:
                         w.loop.add_reader(fd, w._on_readable)
                         w.r_on = True
-        return sched.park_timed(waiter, timeout) is not TIMED_OUT
+        return park(mine, timeout, False) is not False
     finally:
         for w, write in taken:
             if write:

@@ -9,9 +9,7 @@ from __future__ import annotations
 from time import monotonic
 from typing import Any
 
-from dhaga.handle import TIMED_OUT
-from dhaga.scheduler import get_scheduler
-
+from .._core.parking import park, ticket
 from .errors import SocketClosed
 
 __all__ = ["Poller", "POLLIN", "POLLOUT"]
@@ -104,19 +102,17 @@ class Poller:
             left = None if deadline is None else deadline - monotonic()
             if left is not None and left <= 0:
                 return []
-            sched = get_scheduler()
-            waiter = sched.waiter()
-            ticket = (waiter, waiter._gen)
+            mine = ticket()
             socks = list(self._items)
             for sock in socks:
-                sock._pollers.append(ticket)
+                sock._pollers.append(mine)
             try:
-                woken = sched.park_timed(waiter, left)
+                woken = park(mine, left, False)
             finally:
                 for sock in socks:
                     try:
-                        sock._pollers.remove(ticket)
+                        sock._pollers.remove(mine)
                     except ValueError:
                         pass
-            if woken is TIMED_OUT:
+            if woken is False:
                 return self._ready()

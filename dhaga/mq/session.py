@@ -30,7 +30,8 @@ import socket as _stdsocket
 from time import monotonic
 from typing import Any
 
-from dhaga.codecs.zmtp import (
+from .._core.parking import Slot
+from ..codecs.zmtp import (
     Cancel,
     Error,
     Ping,
@@ -42,8 +43,8 @@ from dhaga.codecs.zmtp import (
     encode_message,
     mismatch_reason,
 )
-from dhaga.errors import Killed, MessageTooLarge, ProtocolError
-from dhaga.scheduler import current, get_scheduler, spawn, wake
+from ..errors import Killed, MessageTooLarge, ProtocolError
+from ..scheduler import current, get_scheduler, spawn
 
 __all__ = ["Session", "Ended"]
 
@@ -96,8 +97,8 @@ class Session:
         self._ctl: list[bytes] = []
         self._reader: Any = None
         self._writer: Any = None
-        self._reader_ticket: Any = None
-        self._writer_ticket: Any = None
+        self._reader_slot = Slot()  # where the reader parks while the inbox is full
+        self._writer_slot = Slot()  # where the writer parks while nothing is to be sent
         self._writing = False
         self._stopped = False
         self._cleaned = False
@@ -289,19 +290,10 @@ class Session:
             raise Ended(f"peer sent ERROR: {ev.reason}", refused=True)
 
     def _park_reader(self) -> None:
-        sched = get_scheduler()
-        waiter = sched.waiter()
-        self._reader_ticket = (waiter, waiter._gen)
-        try:
-            sched.park(waiter)
-        finally:
-            self._reader_ticket = None
+        self._reader_slot.park()
 
     def _wake_reader(self) -> None:
-        ticket = self._reader_ticket
-        if ticket is not None:
-            self._reader_ticket = None
-            wake(ticket[0], None, None, ticket[1])
+        self._reader_slot.wake()
 
     # ------------------------------------------------------------------ the writer
     def _write_loop(self) -> None:
@@ -345,19 +337,10 @@ class Session:
                            logging.INFO if isinstance(exc, OSError) else logging.WARNING)
 
     def _park_writer(self) -> None:
-        sched = get_scheduler()
-        waiter = sched.waiter()
-        self._writer_ticket = (waiter, waiter._gen)
-        try:
-            sched.park(waiter)
-        finally:
-            self._writer_ticket = None
+        self._writer_slot.park()
 
     def _wake_writer(self) -> None:
-        ticket = self._writer_ticket
-        if ticket is not None:
-            self._writer_ticket = None
-            wake(ticket[0], None, None, ticket[1])
+        self._writer_slot.wake()
 
     def _queue_ctl(self, command: bytes) -> None:
         self._ctl.append(command)

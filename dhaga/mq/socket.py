@@ -24,10 +24,9 @@ from collections import deque
 from time import monotonic
 from typing import Any, Iterable
 
-from dhaga.errors import BlockingError, Timeout
-from dhaga.handle import TIMED_OUT
-from dhaga.scheduler import get_scheduler, wake
-
+from .._core.parking import park, ticket, wake
+from ..errors import BlockingError, Timeout
+from ..scheduler import get_scheduler
 from .errors import NotSupported, SocketClosed
 from .options import OPTIONS, Option
 from .pipe import Channel, Message, Pipe
@@ -364,39 +363,36 @@ class Socket:
         sched = get_scheduler()
         if sched is not self._sched:
             raise RuntimeError("a dhaga.mq socket is used by the OS thread that made it only")
-        waiter = sched.waiter()
-        ticket = (waiter, waiter._gen)
-        queue.append(ticket)
+        mine = ticket()
+        queue.append(mine)
         left = None if deadline is None else max(0.0, deadline - monotonic())
         try:
-            woken = sched.park_timed(waiter, left)
+            woken = park(mine, left, False)
         except BaseException:
-            _leave(queue, ticket, signal)
+            _leave(queue, mine, signal)
             raise
-        if woken is TIMED_OUT:
-            _leave(queue, ticket, signal)
+        if woken is False:
+            _leave(queue, mine, signal)
             raise Timeout(f"{what} timed out after {limit}s", limit)
 
     def _signal_in(self) -> None:
         """Something may be received: wake one receiver and every poller."""
         if self._rwait:
-            waiter, gen = self._rwait.popleft()
-            wake(waiter, None, None, gen)
+            wake(self._rwait.popleft(), True)
         if self._pollers:
             self._wake_pollers()
 
     def _signal_out(self) -> None:
         """Something may be sent: wake one sender and every poller."""
         if self._swait:
-            waiter, gen = self._swait.popleft()
-            wake(waiter, None, None, gen)
+            wake(self._swait.popleft(), True)
         if self._pollers:
             self._wake_pollers()
 
     def _wake_pollers(self) -> None:
         pollers, self._pollers = self._pollers, []
-        for waiter, gen in pollers:
-            wake(waiter, None, None, gen)
+        for t in pollers:
+            wake(t, True)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -453,8 +449,8 @@ class Socket:
     def _flushed(self) -> None:
         """A session sent all it had, or ended: wake a lingering `close`."""
         waiters, self._flushwait = self._flushwait, []
-        for waiter, gen in waiters:
-            wake(waiter, None, None, gen)
+        for t in waiters:
+            wake(t, True)
 
     def _pending_out(self, strategy: Strategy) -> bool:
         """Whether messages still wait to go out: in a session, or in a pipe that waits for
@@ -482,8 +478,7 @@ class Socket:
         exc = SocketClosed("the socket was closed")
         for queue in (self._rwait, self._swait):
             while queue:
-                waiter, gen = queue.popleft()
-                wake(waiter, None, exc, gen)
+                wake(queue.popleft(), None, exc)
         self._wake_pollers()
         for handles in self._endpoints.values():
             for handle in handles:
@@ -500,20 +495,18 @@ class Socket:
 
     def _linger_then_stop(self, linger: int, strategy: Strategy) -> None:
         deadline = None if linger < 0 else monotonic() + linger / 1000
-        sched = self._sched
         try:
             while self._pending_out(strategy):
                 left = None if deadline is None else deadline - monotonic()
                 if left is not None and left <= 0:
                     break
-                waiter = sched.waiter()
-                ticket = (waiter, waiter._gen)
-                self._flushwait.append(ticket)
+                mine = ticket()
+                self._flushwait.append(mine)
                 try:
-                    sched.park_timed(waiter, left)
+                    park(mine, left, False)
                 finally:
-                    if ticket in self._flushwait:
-                        self._flushwait.remove(ticket)
+                    if mine in self._flushwait:
+                        self._flushwait.remove(mine)
         finally:
             self._stop(strategy)
 

@@ -9,11 +9,12 @@ This package must not know how bytes become messages: that is `dhaga.codecs.msgp
 """
 
 from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE, ExtHandle
-from ..errors import ConnectionLost, MessageTooLarge, ProtocolError, RemoteError, Timeout
+from ..errors import ConnectionLost, MessageTooLarge, ProtocolError, Timeout
 from ._client import Client
 from ._connection import Connection, current_connection
 from ._methods import Methods, format_error, neovim_error
 from ._server import Server
+from .errors import RemoteError
 
 __all__ = [
     "Client",

@@ -16,7 +16,7 @@ server's connection (``pause_reading``) also stops reading while replies are bac
 lets the handlers of each batch of requests run before it reads the next: a peer that sends
 requests but reads no replies then fills its own socket buffers, not our memory.
 
-Pending calls are a dict msgid -> (waiter, gen). The caller removes its entry in a ``finally``,
+Pending calls are a dict msgid -> the caller's parking ticket (`dhaga._core.parking`). The caller removes its entry in a ``finally``,
 so a call that timed out or was killed leaves nothing behind, and its late reply finds no entry
 and is dropped. When the connection ends (EOF, a socket error, bytes that break the protocol, or
 `close`), every pending caller is woken at once with its own `ConnectionLost`.
@@ -32,6 +32,7 @@ import logging
 from time import monotonic
 from typing import Any, Callable
 
+from .._core.parking import Slot, park, ticket, wake
 from ..codecs.msgpack_rpc import (
     DEFAULT_MAX_MESSAGE_SIZE,
     MAX_MSGID,
@@ -43,13 +44,14 @@ from ..codecs.msgpack_rpc import (
     encode_request,
     encode_response,
 )
-from ..errors import ConnectionLost, ProtocolError, RemoteError, Timeout
-from ..handle import TIMED_OUT
-from ..scheduler import Dhaga, current, get_scheduler, sleep, wake
+from ..errors import ConnectionLost, ProtocolError, Timeout
+from ..scheduler import Dhaga, current, get_scheduler, sleep
 from ._methods import Methods, format_error
+from .errors import RemoteError
 
 __all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
 
+_TIMED_OUT = object()  # what `park` returns here when a timeout expired
 log = logging.getLogger("dhaga.rpc")
 
 #: Bytes queued for sending above which callers wait for the writer (backpressure).
@@ -117,6 +119,7 @@ class Connection:
         self._wbytes = 0
         self._drain_waiters: list[tuple[Any, int]] = []
         self._writer_idle = False
+        self._writer_slot = Slot()  # where the writer parks while the buffer is empty
         self._writing = False
         self._closed = False
         self.close_reason: BaseException | None = None
@@ -159,11 +162,10 @@ class Connection:
         sched = get_scheduler()
         if sched is not self._sched:
             raise RuntimeError("an rpc connection belongs to the OS thread that opened it")
-        waiter = sched.waiter()
         wait = timeout
         if self._wbytes > self._wlimit:
             start = monotonic()
-            self._wait_drained(sched, waiter, timeout)
+            self._wait_drained(timeout)
             if timeout is not None:
                 wait = max(0.0, timeout - (monotonic() - start))
         if self._closed:
@@ -174,13 +176,13 @@ class Connection:
             msgid = (msgid + 1) & MAX_MSGID
         self._msgid = msgid
         data = encode_request(msgid, method, args)
-        pending[msgid] = (waiter, waiter._gen)
+        mine = pending[msgid] = ticket()
         try:
             self._queue(data)
-            value = sched.park_timed(waiter, wait)
+            value = park(mine, wait, _TIMED_OUT)
         finally:
             pending.pop(msgid, None)
-        if value is TIMED_OUT:
+        if value is _TIMED_OUT:
             raise Timeout(f"no reply to {method!r} within {timeout}s", timeout)
         return value
 
@@ -202,7 +204,7 @@ class Connection:
             raise RuntimeError("an rpc connection belongs to the OS thread that opened it")
         data = encode_notification(method, args)
         if self._wbytes > self._wlimit:
-            self._wait_drained(sched, sched.waiter(), None)
+            self._wait_drained(None)
         if self._closed:
             raise self._lost()
         self._queue(data)
@@ -239,8 +241,6 @@ class Connection:
         if self._reader is None:
             self._reader = current()
         _current.set(self)  # the handler dhagas spawned from here inherit it
-        sched = self._sched
-        me = sched.waiter()
         pause = self._pause_reading
         recv = self._sock.recv
         feed = self._decoder.feed
@@ -250,7 +250,7 @@ class Connection:
         try:
             while True:
                 if pause and (self._wbytes > self._wlimit or self._drain_waiters):
-                    self._wait_drained(sched, me, None, idle=True)  # the peer reads no replies
+                    self._wait_drained(None, idle=True)  # the peer reads no replies
                 data = recv(_RECV_SIZE)
                 if not data:
                     if self._decoder.buffered:
@@ -268,9 +268,9 @@ class Connection:
                             log.debug("dropped a reply for msgid %d from %s: no call waits "
                                       "for it (timed out or killed)", msg.msgid, self.peer)
                         elif msg.error is None:
-                            wake(entry[0], msg.result, None, entry[1])
+                            wake(entry, msg.result)
                         else:
-                            wake(entry[0], None, RemoteError(msg.error), entry[1])
+                            wake(entry, None, RemoteError(msg.error))
                     elif kind is Request:
                         spawn(self._run_request, msg)
                         requests = True
@@ -316,7 +316,7 @@ class Connection:
             data = encode_response(
                 req.msgid, [type(exc).__name__, f"cannot encode the reply: {exc}"], None)
         if self._wbytes > self._wlimit and not self._closed:
-            self._wait_drained(self._sched, current(), None)
+            self._wait_drained(None)
         if self._closed:
             log.debug("reply to %r dropped: connection with %s closed", req.method, self.peer)
             return
@@ -338,26 +338,25 @@ class Connection:
         self._wbytes += len(data)
         if self._writer_idle:
             self._writer_idle = False
-            wake(self._writer)
+            self._writer_slot.wake()
 
     def _write_loop(self) -> None:
-        sched = self._sched
-        me = sched.waiter()
+        slot = self._writer_slot
         sock = self._sock
         buf = self._wbuf
         try:
             while True:
                 if not buf:
                     self._writer_idle = True
-                    sched.park(me)
+                    slot.park()
                     continue
                 data = buf[0] if len(buf) == 1 else b"".join(buf)
                 buf.clear()
                 self._wbytes = 0
                 if self._drain_waiters:
                     waiters, self._drain_waiters = self._drain_waiters, []
-                    for waiter, gen in waiters:
-                        wake(waiter, None, None, gen)
+                    for t in waiters:
+                        wake(t)
                 self._writing = True
                 sock.sendall(data)
                 self._writing = False
@@ -365,9 +364,7 @@ class Connection:
             self._writing = False
             self._shutdown(exc)
 
-    def _wait_drained(
-        self, sched: Any, waiter: Any, timeout: float | None, idle: bool = False
-    ) -> None:
+    def _wait_drained(self, timeout: float | None, idle: bool = False) -> None:
         """Wait until the writer has taken the buffer (or the connection ends).
 
         With ``idle``, also until no one else waits for it (the reader uses this).
@@ -375,15 +372,15 @@ class Connection:
         while not self._closed and (
             self._wbytes > self._wlimit or (idle and self._drain_waiters)
         ):
-            ticket = (waiter, waiter._gen)
-            self._drain_waiters.append(ticket)
+            mine = ticket()
+            self._drain_waiters.append(mine)
             try:
-                if sched.park_timed(waiter, timeout) is TIMED_OUT:
+                if park(mine, timeout, _TIMED_OUT) is _TIMED_OUT:
                     raise Timeout(f"the connection to {self.peer} took no data for {timeout}s",
                                   timeout)
             finally:
-                if ticket in self._drain_waiters:
-                    self._drain_waiters.remove(ticket)
+                if mine in self._drain_waiters:
+                    self._drain_waiters.remove(mine)
 
     # ------------------------------------------------------------------ ending
     def _lost(self) -> ConnectionLost:
@@ -404,11 +401,11 @@ class Connection:
         self._closed = True
         self.close_reason = reason
         pending, self._pending = self._pending, {}
-        for waiter, gen in pending.values():
-            wake(waiter, None, self._lost(), gen)
+        for t in pending.values():
+            wake(t, None, self._lost())
         waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter, gen in waiters:
-            wake(waiter, None, None, gen)
+        for t in waiters:
+            wake(t)
         self._wbuf.clear()
         self._wbytes = 0
         me = current()

@@ -11,7 +11,8 @@ waits in ``_local.by_loop`` until its loop runs again, and once the borrowed loo
 thread goes back to the scheduler that owns its loop.
 
 This module must not know how a scheduler runs dhagas, parks or wakes them: it only creates,
-finds and closes schedulers.
+finds and closes schedulers, of the class the kernel registers with `set_scheduler_type` (so
+the kernel, above it, is never imported from here).
 """
 
 from __future__ import annotations
@@ -20,13 +21,19 @@ import asyncio
 import os
 import threading
 from asyncio.events import _get_running_loop
-from typing import Callable
-
-from ._kernel import Scheduler
+from typing import Any, Callable
 
 __all__ = ["get_scheduler", "reset_scheduler", "use_loop"]
 
 _local = threading.local()
+Scheduler: Any = None  # the kernel's class, registered by `set_scheduler_type`
+
+
+def set_scheduler_type(cls: type) -> None:
+    """Register the class of the schedulers made from now on (the kernel's, at its import)."""
+    global Scheduler
+    Scheduler = cls
+
 _loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
 _explicit_loop: type | None = None  # with uvloop chosen, a plain asyncio loop is not adopted
 
@@ -59,7 +66,7 @@ class _ThreadCleanup:
 
     __slots__ = ("sched",)
 
-    def __init__(self, sched: Scheduler) -> None:
+    def __init__(self, sched: Any) -> None:
         self.sched = sched
 
     def __del__(self) -> None:
@@ -85,7 +92,7 @@ def _thread_current_loop() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
-def _new_scheduler(running: asyncio.AbstractEventLoop | None) -> Scheduler:
+def _new_scheduler(running: asyncio.AbstractEventLoop | None) -> Any:
     if running is not None:
         sched = Scheduler(running, owns_loop=False)
     else:
@@ -101,12 +108,12 @@ def _new_scheduler(running: asyncio.AbstractEventLoop | None) -> Scheduler:
     return sched
 
 
-def get_scheduler() -> Scheduler:
+def get_scheduler() -> Any:
     """This thread's scheduler (created on first use).
 
     Inside a running event loop, the scheduler bound to that loop.
     """
-    sched: Scheduler | None = getattr(_local, "sched", None)
+    sched: Any | None = getattr(_local, "sched", None)
     if sched is not None and sched._current is not None:
         return sched  # in a dhaga: its scheduler's loop is the one running
     running = _get_running_loop()

@@ -5,7 +5,7 @@ waits ``latency`` seconds per request (standing for a slow database or backend c
 then opens ``clients`` connections at once from as many dhagas, each sending one request, and
 reports how long they all took, the most requests the server had in flight together, and the OS
 threads used. This module uses only dhaga's public API, the demo's server helper and the
-standard library; ``python -m dhaga.demo_web`` prints the figures as JSON.
+standard library; ``python -m dhaga.demo.web`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import time
 from typing import Any
 
 import dhaga
-from dhaga import net
-from dhaga._demo_server import server_in_thread
-from dhaga.web import WSGIServer
+
+from .. import net
+from ..web import WSGIServer
+from ._server import server_in_thread
 
 __all__ = ["part_web"]
 
@@ -118,7 +119,7 @@ def _requests(address: tuple, clients: int, stats: dict) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dhaga.demo_web", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m dhaga.demo.web", description=__doc__)
     ap.add_argument("--clients", type=int, default=1000, help="concurrent clients (1,000)")
     ap.add_argument("--latency", type=float, default=0.2, help="server wait per request (0.2 s)")
     args = ap.parse_args(argv)

@@ -16,15 +16,12 @@ the scheduler's run queue and hands each outcome back to `Scheduler._finish`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import greenlet
 
-from .errors import Killed
-from .handle import DONE, NEW, RUNNING
-
-if TYPE_CHECKING:
-    from ._kernel import Scheduler
+from ..errors import Killed
+from .states import DONE, NEW, RUNNING
 
 __all__ = ["MAX_IDLE_WORKERS", "work"]
 
@@ -40,7 +37,7 @@ class _Worker(greenlet.greenlet):
     __slots__ = ("task",)
 
 
-def work(sched: Scheduler) -> None:
+def work(sched: Any) -> None:
     """The body of a worker greenlet: run its dhaga, then the next new ones inline."""
     gr: _Worker = _getcurrent()  # type: ignore[assignment]
     runq = sched._runq
@@ -57,7 +54,8 @@ def work(sched: Scheduler) -> None:
             if tb is not None:
                 e.__traceback__ = tb.tb_next  # drop this frame from the traceback
             sched._finish(task, None, e)
-            del e
+            # The traceback holds the dhaga's frames: an idle worker must not keep them.
+            del e, tb
         else:
             sched._finish(task, value, None)
         task = value = None  # release them before waiting for the next
@@ -74,6 +72,7 @@ def work(sched: Scheduler) -> None:
                 gr.task = nxt
                 nxt._gr = gr
                 nxt._state = RUNNING
+                nxt = None  # held by gr.task; a stale local would outlive the dhaga
                 break
             if len(sched._idle) >= MAX_IDLE_WORKERS:
                 runq.appendleft(nxt)
@@ -86,6 +85,7 @@ def work(sched: Scheduler) -> None:
             other = None
             break
         else:
+            nxt = None  # the last one skipped (killed before it started)
             if len(sched._idle) >= MAX_IDLE_WORKERS:
                 gr.parent = sched._hub  # type: ignore[assignment]
                 return

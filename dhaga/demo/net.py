@@ -26,13 +26,14 @@ def part_network(requests: int = 1000, latency: float = 0.2) -> dict[str, Any]:
         after another would take), ``peak_in_flight`` (most requests the server held at once),
         ``threads`` (OS threads in the process at the end).
     """
-    from dhaga import monkey
+    from .. import monkey
 
     monkey.patch_all(warn=False)
     import urllib.request
 
     import dhaga
-    from dhaga import net
+
+    from .. import net
 
     in_flight = [0, 0]  # now, peak
 

@@ -157,26 +157,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _part_web(args: argparse.Namespace) -> dict[str, Any]:
-    from .demo_web import part_web
+    from .web import part_web
 
     return part_web(clients=max(args.tasks // 10, 50), latency=args.latency)
 
 
 def _part_messaging(args: argparse.Namespace) -> dict[str, Any]:
-    from .demo_mq import part_messaging
+    from .mq import part_messaging
 
     return part_messaging(messages=args.tasks * 10, clients=min(args.tasks // 50, 200),
                           latency=args.latency / 10)
 
 
 def _part_network(args: argparse.Namespace) -> dict[str, Any]:
-    from .demo_net import part_network
+    from .net import part_network
 
     return part_network(requests=max(args.tasks // 10, 50), latency=args.latency)
 
 
 def _part_rpc(args: argparse.Namespace) -> dict[str, Any]:
-    from .demo_rpc import part_rpc
+    from .rpc import part_rpc
 
     return part_rpc(calls=args.tasks, latency=args.latency / 4)
 
@@ -189,7 +189,3 @@ _PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "messaging": _part_messaging,
     "web": _part_web,
 }
-
-
-if __name__ == "__main__":
-    sys.exit(main())

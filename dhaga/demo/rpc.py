@@ -4,7 +4,7 @@ An RPC server with a slow method runs in its own OS thread (with its own schedul
 then makes ``calls`` concurrent calls to it from as many dhagas, through one shared `Client`,
 and reports how long they took and how many connections and OS threads that needed. This module
 uses only dhaga's public API, the demo's server helper and the standard library;
-``python -m dhaga.demo_rpc`` prints the figures as JSON.
+``python -m dhaga.demo.rpc`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import time
 from typing import Any
 
 import dhaga
-from dhaga import rpc
-from dhaga._demo_server import server_in_thread
+
+from .. import rpc
+from ._server import server_in_thread
 
 __all__ = ["part_rpc"]
 
@@ -84,7 +85,7 @@ def _calls(address: Any, calls: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dhaga.demo_rpc", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m dhaga.demo.rpc", description=__doc__)
     ap.add_argument("--calls", type=int, default=10_000, help="concurrent calls (10,000)")
     ap.add_argument("--latency", type=float, default=0.05, help="server time per call (0.05 s)")
     args = ap.parse_args(argv)

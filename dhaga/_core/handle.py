@@ -1,74 +1,23 @@
-"""The `Dhaga` handle and the waiters that park: states, results, joining, killing.
+"""The `Dhaga` handle: what `spawn` returns; its result, joining, callbacks and killing.
 
-A `Dhaga` is what `spawn` returns; it is kept apart from the greenlet that runs it, so that a
-finished greenlet can run the next dhaga. This module knows the scheduler only through
-`get_scheduler` and `wake` (imported at the bottom: the core's modules import this one first).
+A `Dhaga` is kept apart from the greenlet that runs it, so that a finished greenlet can run the
+next dhaga. It reaches its scheduler through the scheduler object it belongs to and the caller's
+through `get_scheduler`; it must not know how the kernel runs, parks or wakes dhagas.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import Any, Callable, Generator
 
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
+from ..errors import Killed, Timeout
+from .states import DONE, STATE_NAMES, TIMED_OUT, _call_callback, _Waiter
+from .threads import get_scheduler
 
-from .errors import Killed, Timeout
+__all__ = ["Dhaga"]
 
-__all__ = ["Dhaga", "TIMED_OUT", "NEW", "RUNNING", "PARKED", "DONE"]
-
-log = logging.getLogger("dhaga")
 _get_ident = threading.get_ident
-
-# Dhaga states, as small ints compared with `is` in hot paths (an Enum lookup costs more).
-NEW, RUNNING, PARKED, DONE = 0, 1, 2, 3
-_STATE_NAMES = {NEW: "new", RUNNING: "running", PARKED: "parked", DONE: "done"}
-
-
-class _TimedOut:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "TIMED_OUT"
-
-
-#: What `Scheduler.park_timed` returns when its timeout expired.
-TIMED_OUT = _TimedOut()
-
-
-
-class _Waiter:
-    """What `park` suspends and `wake` resumes: a dhaga or a thread's top level."""
-
-    __slots__ = ("_sched", "_state", "_resume_value", "_resume_exc", "_pending_exc", "_gen")
-
-    def _take_resume(self) -> Any:
-        self._gen += 1  # wake-ups addressed to the park that just ended are now stale
-        exc = self._resume_exc
-        if exc is not None:
-            self._resume_exc = None
-            raise exc
-        value = self._resume_value
-        self._resume_value = None
-        return value
-
-
-class _TopLevel(_Waiter):
-    """The waiter for code that runs in no dhaga: a script, a test, a worker thread."""
-
-    __slots__ = ()
-    name = "<top level>"
-
-    def __init__(self, sched: Scheduler) -> None:
-        self._sched = sched
-        self._state = RUNNING
-        self._resume_value = self._resume_exc = self._pending_exc = None
-        self._gen = 0
-
-    def __repr__(self) -> str:
-        return f"<top level of thread {self._sched.thread_id}>"
 
 
 class Dhaga(_Waiter):
@@ -110,7 +59,7 @@ class Dhaga(_Waiter):
         return self._state is DONE and isinstance(self._exc, Killed)
 
     def __repr__(self) -> str:
-        return f"<Dhaga {self.name} {_STATE_NAMES[self._state]}>"
+        return f"<Dhaga {self.name} {STATE_NAMES[self._state]}>"
 
     # ------------------------------------------------------------------ waiting
     def _mark_retrieved(self) -> None:
@@ -131,7 +80,7 @@ class Dhaga(_Waiter):
         self._mark_retrieved()
         if self._state is DONE:
             return True
-        sched = _scheduler.get_scheduler()
+        sched = get_scheduler()
         waiter = sched.waiter()
         if waiter is self:
             raise RuntimeError("a dhaga cannot join itself")
@@ -155,7 +104,7 @@ class Dhaga(_Waiter):
 
     def _add_joiner(self, ticket: tuple[_Waiter, int]) -> None:
         if self._state is DONE:
-            _scheduler.wake(*ticket)
+            self._sched.wake(*ticket)
         elif self._joiners is None:
             self._joiners = [ticket]
         else:
@@ -274,49 +223,7 @@ class Dhaga(_Waiter):
             Timeout: ``block`` was set and the dhaga did not finish in time.
         """
         exc = exception() if isinstance(exception, type) else exception
-        sched = self._sched
-        if sched._thread_id != _get_ident():
-            sched.call_threadsafe(self.kill, exc, False)
-        elif self._state is DONE:
-            return
-        elif self._state is NEW:
-            sched._finish(self, None, exc)
-            return
-        elif self is sched._current:
-            raise exc
-        elif self._state is PARKED:
-            sched._unpark(self, None, exc)
-        else:
-            self._pending_exc = exc
+        if not self._sched.interrupt(self, exc):
+            return  # it had finished, or it never started and now never will
         if block and not self.join(timeout):
             raise Timeout(f"{self.name} did not finish within {timeout}s after kill", timeout)
-
-
-class _FailureReporter:
-    """Logs a failed dhaga's traceback if nothing ever retrieves the failure."""
-
-    __slots__ = ("_name", "_exc")
-
-    def __init__(self, name: str, exc: BaseException) -> None:
-        self._name = name
-        self._exc: BaseException | None = exc
-
-    def cancel(self) -> None:
-        self._exc = None
-
-    def __del__(self) -> None:
-        exc = self._exc
-        if exc is not None:
-            self._exc = None
-            log.error("%s failed and was never joined", self._name,
-                      exc_info=(type(exc), exc, exc.__traceback__))
-
-
-def _call_callback(fn: Callable[[Dhaga], Any], d: Dhaga) -> None:
-    try:
-        fn(d)
-    except Exception:
-        log.exception("done callback %r of %s raised", fn, d.name)
-
-
-from . import scheduler as _scheduler  # noqa: E402 - see the module docstring

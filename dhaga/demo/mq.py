@@ -3,7 +3,7 @@
 Three measurements, each with its results checked: a PUSH/PULL pipeline streaming small
 messages; many REQ clients served through a ROUTER/DEALER proxy by REP workers whose every
 request blocks for a while; a PUB fanning out to SUBs that each keep one topic. This module
-uses only dhaga's public API and the standard library; ``python -m dhaga.demo_mq`` prints the
+uses only dhaga's public API and the standard library; ``python -m dhaga.demo.mq`` prints the
 figures as JSON.
 """
 
@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 import dhaga
-from dhaga import mq
+
+from .. import mq
 
 __all__ = ["part_messaging"]
 
@@ -160,7 +161,7 @@ def part_messaging(messages: int = 200_000, clients: int = 200, requests: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dhaga.demo_mq", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m dhaga.demo.mq", description=__doc__)
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--requests", type=int, default=5)

@@ -2,9 +2,9 @@
 
 How this works
 --------------
-Each OS thread has one `Scheduler` (see `dhaga._thread_schedulers`), bound to one asyncio event
+Each OS thread has one `Scheduler` (see `dhaga._core.threads`), bound to one asyncio event
 loop (which Tornado's IOLoop wraps). A `Dhaga` is a handle (result, callbacks, name); the
-greenlet that executes it is a *worker* (`dhaga._workers`), kept separate so that a finished
+greenlet that executes it is a *worker* (`dhaga._core.workers`), kept separate so that a finished
 worker can run the next dhaga without creating a new greenlet.
 
 There is one way to suspend. Code that must wait takes a *waiter* (the current dhaga, or the
@@ -25,6 +25,7 @@ next *new* dhaga inline, without switching at all. The loop's greenlet (the *hub
 whichever greenlet runs the event loop: the top-level code of a thread blocking on something,
 or `asyncio.run()`.
 
+Primitives do not call these methods directly: they park through `dhaga._core.parking`.
 This module must not know about sockets, protocols, or any primitive built on parking, nor
 which scheduler belongs to which thread.
 """
@@ -43,21 +44,22 @@ from typing import Any, Callable
 
 import greenlet
 
-from ._timers import TimerQueue
-from ._workers import _Worker, work
-from .errors import BlockingError, Killed, Timeout
-from .handle import (
+from ..errors import BlockingError, Killed, Timeout
+from . import threads
+from .handle import Dhaga
+from .states import (
     DONE,
     NEW,
     PARKED,
     RUNNING,
     TIMED_OUT,
-    Dhaga,
     _call_callback,
     _FailureReporter,
     _TopLevel,
     _Waiter,
 )
+from .timers import TimerQueue
+from .workers import _Worker, work
 
 __all__ = ["DRAIN_EXTRA", "Scheduler", "wake"]
 
@@ -186,6 +188,10 @@ class Scheduler:
 
         self.call_threadsafe(_start)
         return cf
+
+    def runnable(self) -> int:
+        """How many dhagas are runnable now (woken or new, not yet run)."""
+        return len(self._runq)
 
     def call_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call ``fn(*args)`` on this scheduler's loop thread (from any thread).
@@ -381,8 +387,41 @@ class Scheduler:
             nxt = None
             gr.switch()
             return
+        nxt = None  # the last one skipped (killed before it started)
         self._current = None
         self._hub.switch()  # type: ignore[union-attr]
+
+    def interrupt(self, waiter: _Waiter, exc: BaseException) -> bool:
+        """Raise ``exc`` in ``waiter`` at its blocking point: how kills and timeouts arrive.
+
+        A parked waiter is woken with it; one already woken (a value is waiting for it) gets it
+        at its next blocking point, so nothing handed to it is lost; a dhaga not yet started
+        finishes with it and never runs. From another thread, the interrupt is sent to this
+        scheduler's thread.
+
+        Returns:
+            False if there is nothing to wait for: the dhaga had finished, or it never started
+            (and now never will); True otherwise.
+
+        Raises:
+            BaseException: ``exc`` itself, when ``waiter`` is the caller.
+        """
+        if self._thread_id != _get_ident():
+            self.call_threadsafe(self.interrupt, waiter, exc)
+            return True
+        state = waiter._state
+        if state is DONE:
+            return False
+        if state is NEW:
+            self._finish(waiter, None, exc)  # type: ignore[arg-type]
+            return False
+        if waiter is self._current:
+            raise exc
+        if state is PARKED:
+            self._unpark(waiter, None, exc)
+        else:
+            waiter._pending_exc = exc
+        return True
 
     def run_now(self, waiter: _Waiter) -> bool:
         """Wake a parked waiter of this thread from a loop callback, and run it before returning.
@@ -529,3 +568,7 @@ def wake(
             sched._call_soon(sched._drain)
     else:
         sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
+
+
+Scheduler.wake = staticmethod(wake)  # type: ignore[attr-defined] - for the handle's joiners
+threads.set_scheduler_type(Scheduler)

@@ -1,0 +1,491 @@
+"""The parking API: the one door through which anything outside the core waits and wakes.
+
+How this works
+--------------
+A waiter (the running dhaga, or the thread's top level when no dhaga runs) that must wait takes
+a *ticket* with `ticket()`, puts it wherever the wake-up will come from (a queue's getters, a
+socket's reader slot, an RPC call's pending table), and calls `park(ticket, timeout)`. Whoever
+has the value calls `wake(ticket, value)`, from any thread; `park` returns that value. A ticket
+names one park: a wake-up that arrives after that park ended (it timed out, was killed, or was
+already woken) is dropped, so a late or duplicate wake never resumes a later wait.
+
+A park ends in one of three ways: woken (its value), timed out (`park` raises `Timeout`, or
+returns the ``timed_out`` value the caller chose), or interrupted (`interrupt(waiter, exc)`:
+kills and ``dhaga.timeout()`` blocks raise their exception at the waiter's blocking point). A
+waiter woken with a value always receives it: an interrupt that arrives later is delivered at
+its next blocking point, so a handed-over item or permit is never lost. Whoever parks removes
+its ticket where it left it (in a ``finally``) unless the waker took it.
+
+`Slot` holds one parked waiter (an mq session's reader or writer, an RPC connection's writer; a
+file descriptor's watcher keeps a ticket per direction the same way); `Lot` holds many, woken
+in FIFO order and safe across threads (trio's ``ParkingLot``). `park_queued` and `hand_over`
+are the contended paths of locks and queues, with the kernel's common case written out.
+
+Wake-before-park: on the waiter's own thread nothing else runs between taking a ticket and
+parking (there is no switch in between), so no wake can come early from there; a wake from
+another thread is delivered through the waiter's loop, which runs only once the waiter has
+parked (or handed its thread to the next dhaga), so it finds the park it names.
+
+This module must not know about any primitive, socket or protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from ..errors import ConcurrentUseError, Timeout
+from .kernel import Scheduler
+from .states import PARKED, RUNNING, TIMED_OUT, _Waiter
+from .threads import _local, get_scheduler
+
+__all__ = [
+    "Ticket", "ticket", "current_waiter", "park", "park_queued", "unqueue", "remove", "wake",
+    "wake_soon", "wake_now", "hand_over", "interrupt", "discard_interrupt", "is_parked", "sleep",
+    "Slot", "Lot", "RAISE",
+]  # fmt: skip
+
+Ticket = tuple  # (waiter, gen): one park of one waiter
+_get_ident = threading.get_ident
+
+
+class _Raise:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RAISE"
+
+
+#: `park`'s default ``timed_out``: raise `Timeout` when the timeout expires.
+RAISE: Any = _Raise()
+
+
+def current_waiter(may_block: bool = True) -> _Waiter:
+    """The caller's waiter: its dhaga, or the thread's top level.
+
+    Args:
+        may_block: the caller means to park: refuse a coroutine or callback on the loop.
+
+    Raises:
+        BlockingError: ``may_block`` and the caller is a coroutine or callback on the loop.
+    """
+    sched = getattr(_local, "sched", None)
+    if sched is not None:
+        d = sched._current
+        if d is not None:
+            return d
+    sched = get_scheduler()
+    return sched.waiter() if may_block else sched._top
+
+
+def ticket() -> Ticket:
+    """A ticket for the caller's next park.
+
+    Take it right before publishing it and parking: a park in between (a lock, even one a
+    monkey-patched library takes) ends the park it names, and wakes for it are then dropped.
+
+    Raises:
+        BlockingError: the caller is a coroutine or callback running on the event loop.
+    """
+    try:
+        d = _local.sched._current
+    except AttributeError:  # no scheduler on this thread yet
+        d = None
+    if d is not None:
+        return (d, d._gen)
+    waiter = get_scheduler().waiter()
+    return (waiter, waiter._gen)
+
+
+def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+    """Suspend the caller (the ticket's waiter) until its ticket is woken; return the value.
+
+    Args:
+        t: the caller's ticket, taken with `ticket()` and registered where the wake comes from.
+        timeout: seconds at most; None waits forever.
+        timed_out: returned when ``timeout`` expires; by default `Timeout` is raised instead.
+
+    Raises:
+        Timeout: ``timeout`` expired and ``timed_out`` was not given.
+        BaseException: the exception the ticket was woken with, or an interrupt (a kill, a
+            ``dhaga.timeout()`` block's).
+    """
+    waiter = t[0]
+    sched = waiter._sched
+    if timeout is None and waiter is sched._current:
+        return _park_dhaga(sched, waiter)
+    value = sched.park_timed(waiter, timeout)
+    if value is TIMED_OUT:
+        if timed_out is RAISE:
+            raise Timeout(f"timed out after {timeout}s", timeout)
+        return timed_out
+    return value
+
+
+def _park_dhaga(sched: Scheduler, waiter: Any) -> Any:
+    """The running dhaga parks without a timeout: the hot path of every wait.
+
+    `Scheduler.park` with `Scheduler._switch_next`'s common case (the next dhaga of the batch
+    was woken, not new) written out, so that a hand-off costs one Python call and the switch.
+    """
+    exc = waiter._pending_exc
+    if exc is not None:
+        waiter._pending_exc = None
+        raise exc
+    waiter._state = PARKED
+    runq = sched._runq
+    if sched._batch > 0 and runq and runq[0]._state is RUNNING:
+        sched._batch -= 1
+        nxt = runq.popleft()
+        sched._current = nxt
+        gr = nxt._gr
+        nxt = runq = None  # a suspended frame must not keep other dhagas alive
+        gr.switch()
+    else:
+        runq = None
+        sched._switch_next()
+    waiter._gen += 1
+    exc = waiter._resume_exc
+    if exc is not None:
+        waiter._resume_exc = None
+        raise exc
+    value = waiter._resume_value
+    waiter._resume_value = None
+    return value
+
+
+def park_queued(
+    tickets: Any, mutex: Any, timeout: float | None = None, timed_out: Any = RAISE
+) -> Any:
+    """Queue the caller's ticket at the end of ``tickets``, release ``mutex``, and `park`.
+
+    The caller holds ``mutex`` (which guards ``tickets``); this releases it, also on error. If
+    the park ends without a waker taking the ticket (a timeout, an interrupt), the caller takes
+    it out with `unqueue`. `BlockingError` (the caller is a coroutine or callback on the loop)
+    is raised before anything is queued. One call where `ticket` and `park` would be two: the contended paths
+    of locks and queues use it.
+    """
+    try:
+        try:
+            sched = _local.sched
+            waiter = sched._current
+            fast = timeout is None  # a dhaga waiting without a timeout: the hot path
+        except AttributeError:  # no scheduler on this thread yet
+            waiter = None
+        if waiter is None:
+            sched = get_scheduler()
+            waiter = sched.waiter()
+            fast = False  # the top level
+        tickets.append((waiter, waiter._gen))
+    finally:
+        mutex.release()
+    if fast:
+        exc = waiter._pending_exc  # _park_dhaga, written out: this is the contended hot path
+        if exc is not None:
+            waiter._pending_exc = None
+            raise exc
+        waiter._state = PARKED
+        runq = sched._runq
+        if sched._batch > 0 and runq and runq[0]._state is RUNNING:
+            sched._batch -= 1
+            nxt = runq.popleft()
+            sched._current = nxt
+            gr = nxt._gr
+            nxt = runq = None  # a suspended frame must not keep other dhagas alive
+            gr.switch()
+        else:
+            runq = None
+            sched._switch_next()
+        waiter._gen += 1
+        exc = waiter._resume_exc
+        if exc is not None:
+            waiter._resume_exc = None
+            raise exc
+        value = waiter._resume_value
+        waiter._resume_value = None
+        return value
+    value = sched.park_timed(waiter, timeout)
+    if value is TIMED_OUT:
+        if timed_out is RAISE:
+            raise Timeout(f"timed out after {timeout}s", timeout)
+        return timed_out
+    return value
+
+
+def unqueue(tickets: Any, mutex: Any) -> bool:
+    """After `park_queued` ended by a timeout or interrupt: take the caller's ticket out.
+
+    Returns:
+        True if it was still queued; False if a waker took it (the wake-up is the caller's).
+    """
+    me = current_waiter(may_block=False)
+    with mutex:
+        for t in tickets:
+            if t[0] is me:
+                tickets.remove(t)
+                return True
+    return False
+
+
+def wake(t: Ticket, value: Any = None, exc: BaseException | None = None) -> bool:
+    """Wake the park ``t`` names with ``value`` (or ``exc``), from any thread.
+
+    Returns:
+        on the waiter's own thread, whether it was woken (False: that park has ended or the
+        waiter was woken already); from another thread, True (the wake is sent on, and dropped
+        there if that park has ended).
+    """
+    waiter, gen = t
+    sched = waiter._sched
+    if sched._thread_id == _get_ident():
+        # Scheduler._unpark, written out for its common case: a parked dhaga of this thread.
+        if waiter._state is not PARKED or gen != waiter._gen:
+            return False
+        if waiter is sched._top:
+            return sched._unpark(waiter, value, exc, gen)
+        waiter._state = RUNNING
+        waiter._resume_value = value
+        waiter._resume_exc = exc
+        sched._runq.append(waiter)
+        if not sched._drain_pending:
+            sched._drain_pending = True
+            sched._call_soon(sched._drain)
+        return True
+    sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, gen)
+    return True
+
+
+def wake_soon(t: Ticket, value: Any = None, exc: BaseException | None = None) -> None:
+    """Like `wake`, but always through the waiter's loop, even from its own thread.
+
+    For a completion callback that may run at once, in the waiter's thread, before it parks.
+    """
+    waiter = t[0]
+    sched = waiter._sched
+    sched.loop.call_soon_threadsafe(sched._unpark, waiter, value, exc, t[1])
+
+
+def hand_over(t: Ticket, value: Any) -> bool | None:
+    """Wake the park ``t`` names with ``value`` if its waiter is of this thread.
+
+    For a value that must not be lost: the caller keeps it unless this returns True.
+
+    Returns:
+        True if handed over; False if that park has ended or was woken already (the waiter
+        is of this thread); None, doing nothing, if the waiter is of another thread.
+    """
+    waiter, gen = t
+    sched = waiter._sched
+    if sched._thread_id != _get_ident():
+        return None
+    if waiter._state is not PARKED or gen != waiter._gen:
+        return False
+    if waiter is sched._top:
+        return sched._unpark(waiter, value, None, gen)
+    waiter._state = RUNNING  # Scheduler._unpark, written out: the hot path of a hand-off
+    waiter._resume_value = value
+    waiter._resume_exc = None
+    sched._runq.append(waiter)
+    if not sched._drain_pending:
+        sched._drain_pending = True
+        sched._call_soon(sched._drain)
+    return True
+
+
+def sleep(seconds: float = 0) -> None:
+    """Suspend the caller for ``seconds``; ``sleep(0)`` lets every other runnable dhaga run once."""
+    try:
+        sched = _local.sched
+        d = sched._current
+    except AttributeError:
+        sched = d = None
+    if d is None:
+        sched = get_scheduler()
+    elif seconds <= 0 and sched._batch > 0 and d._pending_exc is None:
+        # A dhaga yielding within a batch: to the back of the run queue, and on with the
+        # next runnable one; with none, it goes on at once. Each yield uses up a slot
+        # of the batch, so a loop of sleep(0) alone still lets the loop poll.
+        sched._batch -= 1
+        runq = sched._runq
+        if not runq:  # nobody else is runnable: go on at once
+            return
+        d._resume_value = d._resume_exc = None
+        runq.append(d)
+        sched._batch += 1  # _switch_next counts this switch
+        sched._switch_next()
+        d._take_resume()
+        return
+    waiter = sched.waiter()
+    exc = waiter._pending_exc
+    if exc is not None:
+        waiter._pending_exc = None
+        raise exc
+    waiter._state = PARKED
+    if seconds <= 0:
+        if waiter is sched._top:
+            if sched._runq and not sched._drain_pending:  # others run first, then we return
+                sched._drain_pending = True
+                sched._call_soon(sched._drain)
+            sched._call_soon(sched._unpark, waiter)
+        else:
+            sched._unpark(waiter)
+        sched._suspend(waiter)
+        waiter._take_resume()
+        return
+    handle = sched._call_later(seconds, sched._unpark, waiter)
+    sched._suspend(waiter)
+    if waiter._resume_exc is not None:
+        handle.cancel()
+    waiter._take_resume()
+
+
+def wake_now(t: Ticket) -> bool:
+    """From a loop callback of the waiter's thread: wake it and run it before returning.
+
+    For I/O readiness: the woken dhaga consumes what made it ready before the loop polls again.
+    Returns False if that park has ended or the waiter was woken already.
+    """
+    waiter = t[0]
+    if waiter._gen != t[1]:
+        return False
+    return waiter._sched.run_now(waiter)
+
+
+def interrupt(waiter: _Waiter, exc: BaseException) -> bool:
+    """Raise ``exc`` in ``waiter`` at its blocking point (kills and timeouts); any thread.
+
+    See `Scheduler.interrupt`: returns False when a dhaga had finished or never started.
+    """
+    return waiter._sched.interrupt(waiter, exc)
+
+
+def discard_interrupt(waiter: _Waiter, exc: BaseException) -> None:
+    """Drop ``exc`` if it still waits for ``waiter``'s next blocking point (waiter's thread)."""
+    if waiter._pending_exc is exc:
+        waiter._pending_exc = None
+
+
+def remove(mutex: Any, tickets: Any, t: Ticket) -> bool:
+    """Take ``t`` out of ``tickets`` under ``mutex``; False if a waker took it already."""
+    with mutex:
+        try:
+            tickets.remove(t)
+        except ValueError:
+            return False
+    return True
+
+
+def is_parked(t: Ticket) -> bool:
+    """True while the park ``t`` names is still waiting (not woken, timed out or interrupted)."""
+    waiter = t[0]
+    return waiter._state is PARKED and waiter._gen == t[1]
+
+
+class Slot:
+    """Room for one parked waiter, and its wake-up: a session's writer, a connection's writer.
+
+    Waking takes the ticket out, so a second wake before the waiter runs costs nothing.
+    """
+
+    __slots__ = ("ticket",)
+
+    def __init__(self) -> None:
+        self.ticket: Ticket | None = None
+
+    def __repr__(self) -> str:
+        return f"<Slot {'empty' if self.ticket is None else self.ticket[0]!r}>"
+
+    def park(self, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+        """Park the caller in the slot until `wake`; see `park`.
+
+        Raises:
+            ConcurrentUseError: another waiter is parked in the slot.
+        """
+        if self.ticket is not None:
+            raise ConcurrentUseError("another dhaga is already waiting here")
+        t = self.ticket = ticket()
+        try:
+            return park(t, timeout, timed_out)
+        finally:
+            if self.ticket is t:
+                self.ticket = None
+
+    def wake(self, value: Any = None, exc: BaseException | None = None) -> bool:
+        """Wake the waiter in the slot and empty the slot; False if none was there."""
+        t = self.ticket
+        if t is None:
+            return False
+        self.ticket = None
+        return wake(t, value, exc)
+
+    def wake_now(self) -> bool:
+        """Wake the parked waiter and run it now (from a loop callback); see `wake_now`."""
+        t = self.ticket
+        return t is not None and wake_now(t)
+
+
+class Lot:
+    """Many parked waiters, woken first come, first served; safe across threads."""
+
+    __slots__ = ("_tickets", "_mutex")
+
+    def __init__(self) -> None:
+        self._tickets: deque[Ticket] = deque()
+        self._mutex = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def __repr__(self) -> str:
+        return f"<Lot waiters={len(self._tickets)}>"
+
+    def park(self, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+        """Park the caller until `wake_one`/`wake_all` reaches it; see `park`.
+
+        A waiter woken as its timeout expires counts as woken (it returns the value).
+        """
+        t = ticket()
+        mutex = self._mutex
+        with mutex:
+            self._tickets.append(t)
+        try:
+            value = park(t, timeout, _TIMED_OUT)
+        except BaseException:
+            self._remove(t)
+            raise
+        if value is _TIMED_OUT:
+            if self._remove(t):
+                if timed_out is RAISE:
+                    raise Timeout(f"timed out after {timeout}s", timeout)
+                return timed_out
+            value = None  # woken as the timeout expired: the wake-up wins
+        return value
+
+    def _remove(self, t: Ticket) -> bool:
+        with self._mutex:
+            try:
+                self._tickets.remove(t)
+            except ValueError:
+                return False
+        return True
+
+    def wake_one(self, value: Any = None) -> bool:
+        """Wake the longest waiter; False if none waits."""
+        with self._mutex:
+            if not self._tickets:
+                return False
+            t = self._tickets.popleft()
+        wake(t, value)
+        return True
+
+    def wake_all(self, value: Any = None) -> int:
+        """Wake every waiter; return how many."""
+        with self._mutex:
+            tickets, self._tickets = self._tickets, deque()
+        for t in tickets:
+            wake(t, value)
+        return len(tickets)
+
+
+_TIMED_OUT = object()
