@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -32,10 +33,13 @@ def main():
     print(first_line.strip().replace(str(server.pid), "MASTER"))
     url = re.search(r"http://\S+", first_line).group(0)
     workers = set()
-    for _ in range(200):  # the kernel hands each new connection to one of the workers
+    # The kernel hands each new connection to one of the workers; a worker still starting takes
+    # none, so ask until both have answered (bounded: at most 20 s and 5,000 requests).
+    deadline = time.monotonic() + 20
+    for _ in range(5000):
         with urllib.request.urlopen(url, timeout=10) as reply:
             workers.add(reply.read().decode())
-        if len(workers) == 2:
+        if len(workers) == 2 or time.monotonic() > deadline:
             break
     print(f"{len(workers)} different workers answered")
     server.send_signal(signal.SIGTERM)
