@@ -23,7 +23,7 @@ class ConnectionState(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Greeting:
-    """The peer's greeting arrived and is acceptable (ZMTP 3.x, NULL mechanism)."""
+    """The peer's greeting arrived and is acceptable (ZMTP 3.x, our mechanism)."""
 
     major: int
     minor: int
