@@ -263,10 +263,8 @@ class ZMTPConnection:
             name = bytes(buf[12:32]).rstrip(b"\0").decode("ascii", "replace")
             ours = self._mech_name.rstrip(b"\0").decode()
             raise _fail(f"peer requires the {name!r} mechanism; this socket uses {ours!r}", buf)
-        if size >= 33 and self._mech is not None and buf[32] == self._mech.as_server:
-            side = "server" if buf[32] else "client"
-            raise _fail(f"both ends are {self._mech.name} {side}s: one must be the server "
-                        f"({self._mech.name.lower()}_server)", buf)
+        # The as-server byte is not judged: libzmq 4.3 sends 0 whatever its role. Two clients
+        # or two servers find out from the first handshake command instead.
         if size >= _GREETING_SIZE:
             major, minor = buf[10], buf[11]
             # A 3.0 peer gets 3.0; a 3.1-or-later peer gets what we speak (RFC 37).

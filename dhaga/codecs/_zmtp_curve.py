@@ -19,8 +19,10 @@ This module must not know about sockets or where the verdict on a client key com
 # "COOKIE--", "VOUCH---") and 16 random bytes. Each side counts its short nonces from 1 (the
 # client's HELLO is 1, INITIATE 2), and refuses a peer nonce that is not above the last one:
 # that is what stops a replayed frame. After the handshake every frame, and every command
-# (PING, SUBSCRIBE...), travels as a MESSAGE command: short nonce, then the box of one flags
-# byte (1: MORE, 2: a command) followed by the frame or the command's body.
+# (PING, SUBSCRIBE...), travels as a MESSAGE: short nonce, then the box of one flags byte (1:
+# MORE, 2: a command) followed by the frame or the command's body. RFC 26 calls MESSAGE a
+# command, but libzmq 4.x sends (and only accepts) it in an ordinary last-frame header, flags
+# 0x00 or 0x02; we send what libzmq accepts and read both forms.
 
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ _INITIATE_MIN = 248  # after "\x08INITIATE"
 _READY_MIN = 24  # after "\x05READY"
 _MESSAGE = b"\x07MESSAGE"
 _CLOSED = ConnectionState.CLOSED
+_SHORT = tuple(bytes((0, n)) for n in range(256))  # frame headers of short sealed frames
 _unpack_size = struct.Struct(">Q").unpack_from
 
 
@@ -112,7 +115,7 @@ class Sealer:
             short = _pack(n)
             box = seal((b"\x01" if i < last else b"\x00") + frame, ours + short, key)
             size = 16 + len(box)
-            append(bytes((4, size)) if size < 256 else _pack_long(6, size))
+            append(_SHORT[size] if size < 256 else _pack_long(2, size))
             append(_MESSAGE)
             append(short)
             append(box)
@@ -127,7 +130,7 @@ class Sealer:
         body = b"\x02" + bytes((len(name),)) + name + data
         box = self._seal(body, self._ours + short, self._key)
         size = 16 + len(box)
-        head = bytes((4, size)) if size < 256 else _pack_long(6, size)
+        head = _SHORT[size] if size < 256 else _pack_long(2, size)
         return b"".join((head, _MESSAGE, short, box))
 
     def reseal(self, command: bytes) -> bytes:
@@ -332,13 +335,13 @@ def receive_sealed(conn: Any, events: list) -> None:
     try:
         while pos < end:
             flags = buf[pos]
-            if flags == 4:
+            if flags == 0 or flags == 4:
                 if end - pos < 2:
                     need = 2
                     break
                 size = buf[pos + 1]
                 start = pos + 2
-            elif flags == 6:
+            elif flags == 2 or flags == 6:
                 if end - pos < 9:
                     need = 9
                     break
@@ -351,7 +354,7 @@ def receive_sealed(conn: Any, events: list) -> None:
                         bytes(view[pos:start]))
             else:
                 raise _fail(f"frame flags 0x{flags:02x} on a CURVE connection, where every "
-                            "frame is a MESSAGE command", view[pos:])
+                            "frame is a sealed MESSAGE", view[pos:])
             stop = start + size
             if stop > end:
                 need = stop - pos

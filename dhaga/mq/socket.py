@@ -33,6 +33,7 @@ from .options import OPTIONS, Option
 from .pipe import Channel, Message, Pipe
 from .pubsub import Pub, Sub, XPub, XSub
 from .routing import STRATEGIES, Closed, Strategy
+from .security import check_security
 
 __all__ = ["Socket", "KINDS"]
 
@@ -86,6 +87,14 @@ class Socket:
     handshake_ivl: Option[int] = Option(*OPTIONS["handshake_ivl"])
     xpub_verbose: Option[bool] = Option(*OPTIONS["xpub_verbose"])
     zmtp_minor: Option[int] = Option(*OPTIONS["zmtp_minor"])
+    plain_server: Option[bool] = Option(*OPTIONS["plain_server"])
+    plain_username: Option[bytes] = Option(*OPTIONS["plain_username"])
+    plain_password: Option[bytes] = Option(*OPTIONS["plain_password"])
+    curve_server: Option[bool] = Option(*OPTIONS["curve_server"])
+    curve_publickey: Option[bytes] = Option(*OPTIONS["curve_publickey"])
+    curve_secretkey: Option[bytes] = Option(*OPTIONS["curve_secretkey"])
+    curve_serverkey: Option[bytes] = Option(*OPTIONS["curve_serverkey"])
+    zap_domain: Option[str] = Option(*OPTIONS["zap_domain"])
 
     def __init__(self, kind: str, **options: Any) -> None:
         if kind not in KINDS:
@@ -164,6 +173,7 @@ class Socket:
             ValueError: the endpoint is malformed or its transport unknown.
         """
         self._check_open()
+        check_security(self)
         handle = _transport(endpoint).bind(self, endpoint)
         self._endpoints.setdefault(handle.endpoint, []).append(handle)
         self.last_endpoint = handle.endpoint
@@ -178,6 +188,7 @@ class Socket:
             ValueError: the endpoint is malformed or its transport unknown.
         """
         self._check_open()
+        check_security(self)
         handle = _transport(endpoint).connect(self, endpoint)
         self._endpoints.setdefault(endpoint, []).append(handle)
         self.last_endpoint = endpoint
