@@ -62,3 +62,10 @@ def test_clone_config_survives_a_killed_primary():
     assert out.index("killed with SIGKILL") < out.index("every worker sees batch_size=20")
     assert ('every worker has the same configuration: '
             '{"/config/batch_size": "20", "/config/mode": "fast"}') in out
+
+
+def test_curve_example_serves_the_trusted_client_and_refuses_a_stranger():
+    out = run_example("mq_curve.py")
+    assert "trusted client got: hello, alice" in out
+    assert "trusted client got: hello, bob" in out
+    assert "stranger refused: no reply, and the server never saw its request" in out
