@@ -144,7 +144,7 @@ def test_curve_traffic_round_trip(messages, chunk):
 
 def test_sealed_frames_are_not_plain_frames():
     c, s, *_ = handshake(CurveClient(C_PUB, C_SEC, S_PUB), CurveServer(S_PUB, S_SEC))
-    sealed = c.encode_message([b"secret payload"])
+    sealed = bytes(c.encode_message([b"secret payload"]))
     assert b"secret payload" not in sealed and sealed[:2] == bytes((0, len(sealed) - 2))
     assert sealed[2:10] == b"\x07MESSAGE" and sealed[10:18] == struct.pack(">Q", 3)
     plain = nacl.crypto_box_open_easy_afternm(

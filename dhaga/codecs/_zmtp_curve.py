@@ -42,6 +42,11 @@ except ImportError:  # pragma: no cover - depends on the environment
     _nacl = None
     _CryptoError = Exception
     _random = None
+try:  # libsodium itself, as PyNaCl loaded it: sealing in place saves a copy per frame
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
+except ImportError:  # pragma: no cover - depends on PyNaCl's layout
+    _ffi = _lib = None
 
 __all__ = ["CurveClient", "CurveServer", "Sealer", "keypair", "require_sodium"]
 
@@ -98,12 +103,31 @@ class Sealer:
         self._seal = _nacl.crypto_box_easy_afternm
         self._unseal = _nacl.crypto_box_open_easy_afternm
 
-    def encode_message(self, frames: Any) -> bytes:
-        """Seal a whole message, one MESSAGE command per frame, all but the last flagged MORE.
+    def encode_message(self, frames: Any) -> bytes | bytearray:
+        """Seal a whole message, one MESSAGE per frame, all but the last flagged MORE.
 
         Raises:
             ValueError: ``frames`` is empty.
         """
+        if len(frames) == 1 and _lib is not None:  # the common case: sealed in place
+            frame = frames[0]
+            size = 33 + len(frame)  # MESSAGE, nonce, MAC, flags byte, frame
+            head = 2 if size < 256 else 9
+            out = bytearray(head + size)
+            if head == 2:
+                out[1] = size
+            else:
+                out[:9] = _pack_long(2, size)
+            short = _pack(self._nonce)
+            self._nonce += 1
+            box = head + 16
+            out[head:box] = _MESSAGE + short
+            out[box + 17 :] = frame  # after the MAC's room and a zero flags byte
+            c = _ffi.from_buffer(out)
+            _lib.crypto_box_easy_afternm(c + box, c + box + 16, size - 32, self._ours + short,
+                                         self._key)
+            _ffi.release(c)
+            return out
         if not frames:
             raise ValueError("a message has at least one frame")
         seal, key, ours = self._seal, self._key, self._ours
