@@ -255,3 +255,15 @@ def test_mechanism_mismatch():
 def test_bad_keys():
     with pytest.raises(ValueError, match="32 raw bytes"):
         CurveClient(C_PUB, C_SEC, b"short")
+
+
+def test_without_in_place_sealing(monkeypatch):
+    """PyNaCl's public functions alone (if its private libsodium handle ever moves)."""
+    from dhaga.codecs import _zmtp_curve
+
+    monkeypatch.setattr(_zmtp_curve, "_lib", None)
+    c, s = connected_curve()
+    wire = c.encode_message([b"a" * 300]) + c.encode_message([b"x", b""]) + c.encode_ping(1)
+    assert s.receive_data(wire) == [Message([b"a" * 300]), Message([b"x", b""]), Ping(1, b"")]
+    with pytest.raises(ProtocolError, match="replayed"):
+        s.receive_data(c.encode_message([b"z"])[:0] + wire[:10] + wire[10:])

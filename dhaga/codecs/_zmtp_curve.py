@@ -351,11 +351,15 @@ def receive_sealed(conn: Any, events: list) -> None:
     frames = conn._frames
     total = conn._total
     limit = conn._limit
-    open_ = conn._sealer.open
+    sealer = conn._sealer
+    open_ = sealer.open
     bare = conn._bare
     append = events.append
     need = 1
     view = memoryview(buf)
+    inplace = _ffi.from_buffer(buf) if _lib is not None else None
+    unseal = _lib.crypto_box_open_easy_afternm if _lib is not None else None
+    theirs, key = sealer._theirs, sealer._key
     try:
         while pos < end:
             flags = buf[pos]
@@ -386,21 +390,33 @@ def receive_sealed(conn: Any, events: list) -> None:
             if size < 33 or buf[start : start + 8] != _MESSAGE:
                 raise _fail("a CURVE connection carries only MESSAGE commands once ready",
                             view[pos:stop])
-            plain = open_(bytes(view[start + 8 : start + 16]), bytes(view[start + 16 : stop]),
-                          view[pos:stop])
-            pos = stop
-            kind = plain[0]
+            short = bytes(view[start + 8 : start + 16])
+            if inplace is not None:  # opened where it lies: the plaintext follows the MAC
+                nonce = int.from_bytes(short, "big")
+                if nonce <= sealer._peer_nonce:
+                    open_(short, b"", view[pos:stop])  # raises: a replay
+                if unseal(inplace + start + 32, inplace + start + 16, size - 16,
+                          theirs + short, key) != 0:
+                    raise _fail("MESSAGE does not verify: tampered, or not sealed by our peer",
+                                view[pos:stop])
+                sealer._peer_nonce = nonce
+                plain, p0 = view, start + 32
+            else:
+                plain = memoryview(open_(short, bytes(view[start + 16 : stop]), view[pos:stop]))
+                p0, stop = 0, len(plain)
+            pos = start + size
+            kind = plain[p0]
             if kind & 2:
-                conn._receive_command(plain, 1, events)
+                conn._receive_command(bytes(plain[p0:stop]), 1, events)
                 if conn._state is _CLOSED:
                     pos = end
                     break
                 continue
-            size = len(plain) - 1
+            size = stop - p0 - 1
             if total + size > limit:
                 raise MessageTooLarge(f"a sealed frame of {size} bytes makes a message of "
                                       f"{total + size} bytes; maxmsgsize is {limit}", b"")
-            frames.append(plain[1:])
+            frames.append(bytes(plain[p0 + 1 : stop]))
             if kind & 1:
                 total += size
                 continue
@@ -408,6 +424,8 @@ def receive_sealed(conn: Any, events: list) -> None:
             frames = []
             total = 0
     finally:
+        if inplace is not None:
+            _ffi.release(inplace)
         view.release()
     conn._frames = frames
     conn._total = total
