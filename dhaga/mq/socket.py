@@ -170,7 +170,8 @@ class Socket:
 
         Raises:
             OSError: the address is in use or cannot be bound.
-            ValueError: the endpoint is malformed or its transport unknown.
+            ValueError: the endpoint is malformed or its transport unknown, or a CURVE
+                socket lacks its key pair (ImportError: CURVE without PyNaCl).
         """
         self._check_open()
         check_security(self)
@@ -185,7 +186,8 @@ class Socket:
         Messages for this peer queue (up to ``sndhwm``) before the connection is up.
 
         Raises:
-            ValueError: the endpoint is malformed or its transport unknown.
+            ValueError: the endpoint is malformed or its transport unknown, or a CURVE
+                socket lacks its key pair (ImportError: CURVE without PyNaCl).
         """
         self._check_open()
         check_security(self)
