@@ -390,19 +390,19 @@ def receive_sealed(conn: Any, events: list) -> None:
             if size < 33 or buf[start : start + 8] != _MESSAGE:
                 raise _fail("a CURVE connection carries only MESSAGE commands once ready",
                             view[pos:stop])
-            short = bytes(view[start + 8 : start + 16])
             if inplace is not None:  # opened where it lies: the plaintext follows the MAC
-                nonce = int.from_bytes(short, "big")
+                nonce = _unpack_size(buf, start + 8)[0]
                 if nonce <= sealer._peer_nonce:
-                    open_(short, b"", view[pos:stop])  # raises: a replay
-                if unseal(inplace + start + 32, inplace + start + 16, size - 16,
-                          theirs + short, key) != 0:
+                    open_(bytes(view[start + 8 : start + 16]), b"", view[pos:stop])  # a replay
+                if unseal(inplace + (start + 32), inplace + (start + 16), size - 16,
+                          theirs + buf[start + 8 : start + 16], key) != 0:
                     raise _fail("MESSAGE does not verify: tampered, or not sealed by our peer",
                                 view[pos:stop])
                 sealer._peer_nonce = nonce
                 plain, p0 = view, start + 32
             else:
-                plain = memoryview(open_(short, bytes(view[start + 16 : stop]), view[pos:stop]))
+                plain = memoryview(open_(bytes(view[start + 8 : start + 16]),
+                                         bytes(view[start + 16 : stop]), view[pos:stop]))
                 p0, stop = 0, len(plain)
             pos = start + size
             kind = plain[p0]
