@@ -267,3 +267,16 @@ def test_without_in_place_sealing(monkeypatch):
     assert s.receive_data(wire) == [Message([b"a" * 300]), Message([b"x", b""]), Ping(1, b"")]
     with pytest.raises(ProtocolError, match="replayed"):
         s.receive_data(c.encode_message([b"z"])[:0] + wire[:10] + wire[10:])
+
+
+def test_sealed_traffic_in_the_same_chunk_as_ready():
+    """The server's READY and its first sealed frames often arrive in one read."""
+    c = ZMTPConnection("SUB", mechanism=CurveClient(C_PUB, C_SEC, S_PUB))
+    s = ZMTPConnection("PUB", mechanism=CurveServer(S_PUB, S_SEC))
+    s.receive_data(c.initiate() + c.encode_ready())
+    c.receive_data(s.initiate() + s.data_to_send())
+    s.receive_data(c.data_to_send())
+    chunk = s.data_to_send() + s.encode_subscribe(b"") + s.encode_message([b"a", b"b"])
+    events = c.receive_data(chunk)
+    assert [type(e) for e in events] == [Ready, Subscribe, Message]
+    assert events[2] == Message([b"a", b"b"])

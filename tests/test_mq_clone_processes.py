@@ -467,7 +467,8 @@ def test_curve_clone_server_and_clients(children, tmp_path):
     base = ready.split()[1].split("=", 1)[1]
     secured = ("--curve", keys["client"] + "_secret", "--server-key", keys["server"])
     assert cli(base, *secured, "set", "db/url", "postgres://x").stdout.strip() == "ok"
-    assert cli(base, *secured, "get", "db/url").stdout.strip() == "postgres://x"
+    got = cli(base, *secured, "get", "db/url")
+    assert got.stdout.strip() == "postgres://x", (got.returncode, got.stderr, srv.text())
     plain = cli(base, "--wait", "1", "get", "db/url")  # a NULL client: never answered
     assert plain.returncode == 2 and "no server answered" in plain.stderr
     wrong = cli(base, "--curve", keys["client"] + "_secret", "--server-key", keys["client"],

@@ -330,6 +330,8 @@ class ZMTPConnection:
                     if self._state is _CLOSED:  # after ERROR, nothing more is read
                         pos = end
                         break
+                    if self._sealer is not None:  # CURVE is ready: the rest is sealed
+                        break
                     traffic = True
                     continue
                 else:
