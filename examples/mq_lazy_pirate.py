@@ -4,6 +4,7 @@ reopening its socket and sending the request again.
 Run it as is: it starts a REP server in a child process. That server gets stuck on its fourth
 request; the script kills it (SIGKILL) while it holds the request and starts a fresh server on
 the same endpoint. The client's retry reaches the new server, and every request is answered.
+With ``--curve`` every connection runs over CURVE (keys made at start).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ REQUESTS = 10
 # ---------------------------------------------------------------------------- the server
 def server(endpoint: str, hang_on: int) -> None:
     """An echo REP server; with ``hang_on``, it gets stuck on that request (never answers)."""
-    rep = mq.Socket(mq.REP)
+    rep = mq.Socket(mq.REP, **security(server=True))
     rep.bind(endpoint)
     print("ready", flush=True)
     served = 0
@@ -53,7 +54,7 @@ class LazyPirateClient:
         self._open()
 
     def _open(self) -> None:
-        self.sock = mq.Socket(mq.REQ, linger=0, reconnect_ivl=20)
+        self.sock = mq.Socket(mq.REQ, linger=0, reconnect_ivl=20, **security(server=False))
         self.sock.connect(self.endpoint)
 
     def request(self, body: bytes) -> bytes:
@@ -124,7 +125,30 @@ def main() -> int:
     return 0 if answered == REQUESTS else 1
 
 
+# ---------------------------------------------------------------------------- CURVE (--curve)
+def security(server: bool) -> dict:
+    """Socket options: CURVE when the example runs with ``--curve`` (main makes the server's
+    key pair and hands it to the child processes in the environment), else {} (NULL)."""
+    public = os.environ.get("EXAMPLE_CURVE_PUBLIC")
+    if not public:
+        return {}
+    if server:
+        return {"curve_server": True, "curve_publickey": public,
+                "curve_secretkey": os.environ["EXAMPLE_CURVE_SECRET"]}
+    mine = mq.curve_keypair()  # no Authenticator runs: the server takes any client key
+    return {"curve_serverkey": public, "curve_publickey": mine[0], "curve_secretkey": mine[1]}
+
+
+def use_curve() -> None:
+    public, secret = mq.curve_keypair()
+    os.environ.update(EXAMPLE_CURVE_PUBLIC=public, EXAMPLE_CURVE_SECRET=secret)
+    print("over CURVE: every connection encrypted")
+
+
 if __name__ == "__main__":
+    if "--curve" in sys.argv:
+        sys.argv.remove("--curve")
+        use_curve()
     if sys.argv[1:2] == ["server"]:
         dhaga.run(server, sys.argv[2], int(sys.argv[3]))
     else:

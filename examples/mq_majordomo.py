@@ -5,6 +5,7 @@ clients send eight requests each, and ask the broker's ``mmi.service`` which ser
 One worker gets stuck on its second request and is killed with SIGKILL. The broker counts it
 dead when its heartbeats stop; the client whose request it held times out and sends it again,
 and every request is answered.
+With ``--curve`` every connection runs over CURVE (keys made at start).
 
 The wire protocol is MDP/0.1 (https://rfc.zeromq.org/spec/7/): clients send
 ``[MDPC01, service, body...]`` on a REQ socket; workers talk to the broker on a DEALER with
@@ -138,7 +139,8 @@ class MajordomoWorker:
         dhaga.spawn(self._heartbeat)
 
     def _connect(self) -> mq.Socket:
-        sock = mq.Socket(mq.DEALER, routing_id=self.name.encode(), linger=0)
+        sock = mq.Socket(mq.DEALER, routing_id=self.name.encode(), linger=0,
+                         **security(server=False))
         sock.connect(self.endpoint)
         sock.send_multipart([b"", WORKER, READY, self.service])
         return sock
@@ -199,7 +201,7 @@ class MajordomoClient:
         self.sock = self._connect()
 
     def _connect(self) -> mq.Socket:
-        sock = mq.Socket(mq.REQ, linger=0, reconnect_ivl=20)
+        sock = mq.Socket(mq.REQ, linger=0, reconnect_ivl=20, **security(server=False))
         sock.connect(self.endpoint)
         return sock
 
@@ -236,7 +238,7 @@ def run_client(endpoint: str, tag: str, answers: dict[bytes, bytes], retried: li
 
 
 def main() -> int:
-    sock = mq.Socket(mq.ROUTER, linger=0)
+    sock = mq.Socket(mq.ROUTER, linger=0, **security(server=True))
     endpoint = sock.bind("tcp://127.0.0.1:*")
     broker = Broker(sock)
     broker_dhaga = dhaga.spawn(broker.run)
@@ -286,7 +288,30 @@ def main() -> int:
     return 0 if len(answers) == total else 1
 
 
+# ---------------------------------------------------------------------------- CURVE (--curve)
+def security(server: bool) -> dict:
+    """Socket options: CURVE when the example runs with ``--curve`` (main makes the server's
+    key pair and hands it to the child processes in the environment), else {} (NULL)."""
+    public = os.environ.get("EXAMPLE_CURVE_PUBLIC")
+    if not public:
+        return {}
+    if server:
+        return {"curve_server": True, "curve_publickey": public,
+                "curve_secretkey": os.environ["EXAMPLE_CURVE_SECRET"]}
+    mine = mq.curve_keypair()  # no Authenticator runs: the server takes any client key
+    return {"curve_serverkey": public, "curve_publickey": mine[0], "curve_secretkey": mine[1]}
+
+
+def use_curve() -> None:
+    public, secret = mq.curve_keypair()
+    os.environ.update(EXAMPLE_CURVE_PUBLIC=public, EXAMPLE_CURVE_SECRET=secret)
+    print("over CURVE: every connection encrypted")
+
+
 if __name__ == "__main__":
+    if "--curve" in sys.argv:
+        sys.argv.remove("--curve")
+        use_curve()
     if sys.argv[1:2] == ["worker"]:
         dhaga.run(worker, sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:

@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-def run_example(name: str, timeout: float = 50) -> str:
+def run_example(name: str, timeout: float = 50, *args: str) -> str:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True,
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=ROOT)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -62,3 +62,20 @@ def test_clone_config_survives_a_killed_primary():
     assert out.index("killed with SIGKILL") < out.index("every worker sees batch_size=20")
     assert ('every worker has the same configuration: '
             '{"/config/batch_size": "20", "/config/mode": "fast"}') in out
+
+
+def test_curve_example_serves_the_trusted_client_and_refuses_a_stranger():
+    out = run_example("mq_curve.py")
+    assert "trusted client got: hello, alice" in out
+    assert "trusted client got: hello, bob" in out
+    assert "stranger refused: no reply, and the server never saw its request" in out
+
+
+def test_lazy_pirate_and_majordomo_over_curve():
+    out = run_example("mq_lazy_pirate.py", 50, "--curve")
+    assert "over CURVE: every connection encrypted" in out
+    assert "every request answered: 10/10" in out
+    out = run_example("mq_majordomo.py", 50, "--curve")
+    assert "over CURVE: every connection encrypted" in out
+    assert "mmi.service: echo -> 200, nope -> 404" in out
+    assert "every request answered: 24/24" in out

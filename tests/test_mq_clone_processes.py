@@ -450,3 +450,29 @@ if __name__ == "__main__" and sys.argv[1:2] == ["client"]:
     import dhaga
 
     dhaga.run(_child, sys.argv[2], sys.argv[3], float(sys.argv[4]), *sys.argv[5:6])
+
+
+def test_curve_clone_server_and_clients(children, tmp_path):
+    pytest.importorskip("nacl")
+    keys = {}
+    for name in ("server", "client"):
+        path = str(tmp_path / name)
+        out = subprocess.run([*CLONE, "keygen", path], capture_output=True, text=True,
+                             timeout=30, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
+        assert out.stdout.startswith("public key ")
+        assert os.stat(path + "_secret").st_mode & 0o077 == 0  # the key pair: owner only
+        keys[name] = path
+    srv = server(children, "--curve", keys["server"] + "_secret")
+    _, ready = srv.wait_line("ready ")
+    base = ready.split()[1].split("=", 1)[1]
+    secured = ("--curve", keys["client"] + "_secret", "--server-key", keys["server"])
+    assert cli(base, *secured, "set", "db/url", "postgres://x").stdout.strip() == "ok"
+    got = cli(base, *secured, "get", "db/url")
+    assert got.stdout.strip() == "postgres://x", (got.returncode, got.stderr, srv.text())
+    plain = cli(base, "--wait", "1", "get", "db/url")  # a NULL client: never answered
+    assert plain.returncode == 2 and "no server answered" in plain.stderr
+    wrong = cli(base, "--curve", keys["client"] + "_secret", "--server-key", keys["client"],
+                "--wait", "1", "get", "db/url")  # the wrong server key
+    assert wrong.returncode == 2
+    missing = cli(base, "--curve", keys["client"] + "_secret", "get", "db/url")
+    assert "go together" in missing.stdout

@@ -28,9 +28,16 @@ what arrives (routing, load balancing, subscription matching, when to send a PIN
 # libzmq sends its greeting in steps (10 bytes; the major version once it has our first 10; the
 # rest once it has our 11th). initiate() returns our whole greeting, to send at once; nothing here
 # waits for the peer before answering, so the two sides cannot deadlock.
+#
+# With a security mechanism (PLAIN, CURVE: `_zmtp_mechanisms`, `_zmtp_curve`) the HANDSHAKE
+# phase is the mechanism's: each command of the peer goes to it, and what it answers waits in
+# ``_out`` for data_to_send(). Once a CURVE handshake is done every frame is a sealed MESSAGE
+# command, and `_zmtp_curve.receive_sealed` reads the buffer instead of _receive_frames; the
+# encode_* methods are then the sealer's, set on the instance.
 
 from __future__ import annotations
 
+from dhaga.codecs._zmtp_curve import receive_sealed
 from dhaga.codecs._zmtp_events import (
     Cancel,
     ConnectionState,
@@ -44,11 +51,17 @@ from dhaga.codecs._zmtp_events import (
     Subscribe,
     UnknownCommand,
 )
+from dhaga.codecs._zmtp_mechanisms import (
+    Authenticate,
+    AuthenticationFailed,
+    Mechanism,
+    authorize,
+)
 from dhaga.codecs._zmtp_socket_types import _IDENTITY_TYPES, SOCKET_TYPES
 from dhaga.codecs._zmtp_wire import (
+    _COMPACT_AT,
     _GREETING_SIZE,
     _MAX_FRAME,
-    _NULL_MECHANISM,
     MAX_COMMAND_SIZE,
     _encode_command,
     _encode_property,
@@ -59,8 +72,6 @@ from dhaga.codecs._zmtp_wire import (
 )
 from dhaga.errors import MessageTooLarge, ProtocolError
 
-_COMPACT_AT = 64 * 1024
-
 _GREETING = ConnectionState.GREETING
 _HANDSHAKE = ConnectionState.HANDSHAKE
 _TRAFFIC = ConnectionState.TRAFFIC
@@ -69,10 +80,11 @@ _FAILED = ConnectionState.FAILED
 
 
 class ZMTPConnection:
-    """One ZMTP 3.x connection with the NULL mechanism, as a state machine (like h11).
+    """One ZMTP 3.x connection, as a state machine (like h11).
 
     Send ``initiate() + encode_ready()`` as soon as the transport is up, feed each chunk received
-    to ``receive_data()``, act on the events, and send what the ``encode_*()`` methods return.
+    to ``receive_data()``, send what ``data_to_send()`` then holds (a security handshake's
+    answers), act on the events, and send what the ``encode_*()`` methods return.
 
     Args:
         socket_type: our socket type, one of SOCKET_TYPES.
@@ -85,6 +97,10 @@ class ZMTPConnection:
         bare_messages: report each message as its bare list of frames instead of a `Message`
             (for a caller that queues messages as they are: it saves building an object per
             message, and with `other_events` lets it ``extend`` its queue in one call).
+        mechanism: a security mechanism (`PlainClient`, `PlainServer`, `CurveClient`,
+            `CurveServer`); None for NULL.
+        authenticate: with NULL, the verdict on each peer, asked when its READY arrives
+            (``authenticate("NULL", [])``; see `Authenticate`); None accepts every peer.
 
     Attributes:
         socket_type: our socket type.
@@ -105,6 +121,8 @@ class ZMTPConnection:
         minor: int = 1,
         maxmsgsize: int | None = None,
         bare_messages: bool = False,
+        mechanism: Mechanism | None = None,
+        authenticate: Authenticate | None = None,
     ) -> None:
         if socket_type not in SOCKET_TYPES:
             raise ValueError(f"unknown socket type {socket_type!r}; expected one of SOCKET_TYPES")
@@ -119,12 +137,22 @@ class ZMTPConnection:
         self.peer: Ready | None = None
         self._our_minor = minor
         self._limit = _MAX_FRAME if maxmsgsize is None else maxmsgsize
+        self._mech = mechanism
+        self._authenticate = authenticate
+        self._sealer: object | None = None
+        self._out = bytearray()
+        if mechanism is not None:
+            as_server = mechanism.as_server
+        self._mech_name = (b"NULL" if mechanism is None else mechanism.name.encode()).ljust(
+            20, b"\0")
         self._greeting = b"".join(
-            (b"\xff", bytes(8), b"\x7f", bytes((3, minor)), _NULL_MECHANISM, bytes((as_server,)))
+            (b"\xff", bytes(8), b"\x7f", bytes((3, minor)), self._mech_name, bytes((as_server,)))
         ) + bytes(31)
         properties = _encode_property(b"Socket-Type", socket_type.encode("ascii"))
         if socket_type in _IDENTITY_TYPES or identity:
             properties += _encode_property(b"Identity", self.identity)
+        if mechanism is not None:
+            mechanism.metadata = properties
         self._ready = _encode_command(b"READY", properties)
         self._ready_sent = False
         self._state = _GREETING
@@ -175,6 +203,8 @@ class ZMTPConnection:
         """
         self.other_events = 0
         state = self._state
+        if self._sealer is not None and state is _TRAFFIC:
+            return self._receive_sealed(data)
         if state is not _TRAFFIC:
             if state is _FAILED:
                 raise ProtocolError(f"connection already failed: {self._failure}")
@@ -191,11 +221,34 @@ class ZMTPConnection:
                 if self._state is _GREETING or len(buf) - self._pos < self._need:
                     return events
             self._receive_frames(events)
+            if self._sealer is not None and self._state is _TRAFFIC and len(buf) > self._pos:
+                receive_sealed(self, events)  # sealed traffic right behind the handshake
         except ProtocolError as exc:
             self._state, self._failure = _FAILED, str(exc)
             exc.events = events  # type: ignore[attr-defined]
             raise
         return events
+
+    def _receive_sealed(self, data: bytes | bytearray | memoryview) -> list[Event | list[bytes]]:
+        buf = self._buf
+        buf += data
+        events: list[Event | list[bytes]] = []
+        if len(buf) - self._pos < self._need:
+            return events
+        try:
+            receive_sealed(self, events)
+        except ProtocolError as exc:
+            self._state, self._failure = _FAILED, str(exc)
+            exc.events = events  # type: ignore[attr-defined]
+            raise
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) what the security handshake has to send: send it after every
+        receive_data(), and before closing when authentication failed (the ERROR)."""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
 
     def _receive_greeting(self, events: list[Event]) -> None:
         buf = self._buf
@@ -206,16 +259,20 @@ class ZMTPConnection:
             raise _fail(f"not a ZMTP 3 peer: greeting byte 9 is 0x{buf[9]:02x}, not 0x7f", buf)
         if size >= 11 and buf[10] < 3:
             raise _fail(f"peer speaks ZMTP major version {buf[10]}: only 3.x is supported", buf)
-        if size >= 32 and buf[12:32] != _NULL_MECHANISM:
+        if size >= 32 and buf[12:32] != self._mech_name:
             name = bytes(buf[12:32]).rstrip(b"\0").decode("ascii", "replace")
-            raise _fail(f"peer requires the {name!r} mechanism; only NULL is supported", buf)
+            ours = self._mech_name.rstrip(b"\0").decode()
+            raise _fail(f"peer requires the {name!r} mechanism; this socket uses {ours!r}", buf)
+        # The as-server byte is not judged: libzmq 4.3 sends 0 whatever its role. Two clients
+        # or two servers find out from the first handshake command instead.
         if size >= _GREETING_SIZE:
             major, minor = buf[10], buf[11]
             # A 3.0 peer gets 3.0; a 3.1-or-later peer gets what we speak (RFC 37).
             self._minor = min(minor, self._our_minor) if major == 3 else self._our_minor
             self._pos = _GREETING_SIZE
             self._state = _HANDSHAKE
-            events.append(Greeting(major, minor, "NULL", bool(buf[32])))
+            mechanism = self._mech_name.rstrip(b"\0").decode()
+            events.append(Greeting(major, minor, mechanism, bool(buf[32])))
             self.other_events += 1
 
     def _receive_frames(self, events: list[Event]) -> None:
@@ -273,6 +330,8 @@ class ZMTPConnection:
                     if self._state is _CLOSED:  # after ERROR, nothing more is read
                         pos = end
                         break
+                    if self._sealer is not None:  # CURVE is ready: the rest is sealed
+                        break
                     traffic = True
                     continue
                 else:
@@ -323,15 +382,14 @@ class ZMTPConnection:
         name = frame[header + 1 : header + 1 + size]
         data = frame[header + 1 + size :]
         if self._state is _HANDSHAKE and name != b"ERROR":
-            if name != b"READY":
+            if self._mech is not None:
+                self._mechanism_command(name, data, frame, events)
+            elif name != b"READY":
                 raise _fail(f"expected the peer's READY command, got {name!r}", frame)
-            properties = _parse_metadata(data)
-            if "socket-type" not in properties:
-                raise _fail("peer's READY has no Socket-Type property", frame)
-            socket_type = properties["socket-type"].decode("latin-1")
-            self.peer = Ready(socket_type, properties.get("identity", b""), properties)
-            self._state = _TRAFFIC
-            events.append(self.peer)
+            else:
+                self._peer_ready(_parse_metadata(data), frame, events)
+                if self._authenticate is not None:
+                    self._authorize("NULL", [])
         elif name == b"SUBSCRIBE":
             events.append(Subscribe(data))
         elif name == b"CANCEL":
@@ -352,6 +410,46 @@ class ZMTPConnection:
         else:
             events.append(UnknownCommand(name.decode("latin-1"), data))
 
+    def _peer_ready(self, properties: dict[str, bytes], frame: bytes, events: list) -> None:
+        if "socket-type" not in properties:
+            raise _fail("peer's metadata has no Socket-Type property", frame)
+        socket_type = properties["socket-type"].decode("latin-1")
+        self.peer = Ready(socket_type, properties.get("identity", b""), properties)
+        self._state = _TRAFFIC
+        events.append(self.peer)
+
+    def _authorize(self, mechanism: str, credentials: list[bytes]) -> None:
+        try:
+            authorize(self._authenticate, mechanism, credentials)
+        except AuthenticationFailed as exc:
+            self._out += exc.reply
+            raise
+
+    def _mechanism_command(self, name: bytes, data: bytes, frame: bytes, events: list) -> None:
+        mech = self._mech
+        assert mech is not None
+        try:
+            out, properties = mech.command(name, data, frame)
+        except AuthenticationFailed as exc:
+            self._out += exc.reply
+            raise
+        self._out += out
+        if properties is not None:
+            self._peer_ready(properties, frame, events)
+            self._ready_sent = True
+            sealer = mech.sealer
+            if sealer is not None:  # CURVE: from now on everything is sealed
+                self._sealer = sealer
+                self.encode_message = sealer.encode_message  # type: ignore[method-assign]
+                self._encode = sealer.encode_command
+                reseal = sealer.reseal
+                self.encode_ping = lambda ttl=0, context=b"": reseal(  # type: ignore[method-assign]
+                    ZMTPConnection.encode_ping(ttl, context))
+                self.encode_pong = lambda context=b"": reseal(  # type: ignore[method-assign]
+                    ZMTPConnection.encode_pong(context))
+                self.encode_error = lambda reason: reseal(  # type: ignore[method-assign]
+                    ZMTPConnection.encode_error(reason))
+
     def initiate(self) -> bytes:
         """Return our 64-byte greeting, to send first and whole."""
         return self._greeting
@@ -360,7 +458,11 @@ class ZMTPConnection:
         """Return our READY: Socket-Type, and Identity for REQ/DEALER/ROUTER (as libzmq).
 
         It may go right after the greeting, without waiting for the peer's; libzmq does so.
+        With a security mechanism it is the mechanism's opening instead (a client's HELLO;
+        nothing for a server): our metadata then travels in the handshake.
         """
+        if self._mech is not None:
+            return self._mech.start()
         self._ready_sent = True
         return self._ready
 
@@ -397,7 +499,11 @@ class ZMTPConnection:
     def _encode_subscription(self, command: bytes, byte: bytes, topic: bytes) -> bytes:
         if self._minor is None:
             raise RuntimeError("the peer's ZMTP version is unknown until its greeting arrives")
-        return _encode_command(command, topic) if self._minor else encode_message((byte + topic,))
+        if self._minor:
+            return self._encode(command, topic)
+        return self.encode_message((byte + topic,))
+
+    _encode = staticmethod(_encode_command)  # CURVE replaces it with the sealer's
 
     @staticmethod
     def encode_ping(ttl: int = 0, context: bytes = b"") -> bytes:

@@ -23,12 +23,12 @@ class ConnectionState(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Greeting:
-    """The peer's greeting arrived and is acceptable (ZMTP 3.x, NULL mechanism).
+    """The peer's greeting arrived and is acceptable (ZMTP 3.x, our mechanism).
 
     Attributes:
         major: the peer's ZMTP major version (3).
         minor: its minor version (0 or 1).
-        mechanism: its security mechanism (``NULL``).
+        mechanism: its security mechanism (``NULL``, ``PLAIN`` or ``CURVE``).
         as_server: its as-server flag.
     """
 

@@ -18,6 +18,7 @@ from dhaga.errors import ProtocolError
 #: Messages are limited separately, by ``maxmsgsize``.
 MAX_COMMAND_SIZE = 64 * 1024
 
+_COMPACT_AT = 64 * 1024  # a read buffer drops its consumed prefix when it is over this
 _GREETING_SIZE = 64
 _NULL_MECHANISM = b"NULL" + bytes(16)
 _MORE, _LONG, _COMMAND = 1, 2, 4

@@ -1,17 +1,21 @@
-"""ZMTP 3.0/3.1 codec: greeting, NULL handshake, frames and commands as bytes in, events out.
+"""ZMTP 3.0/3.1 codec: greeting, handshakes (NULL, PLAIN, CURVE), frames and commands as bytes
+in, events out.
 
 This module must not know about sockets, schedulers or timers, nor what socket patterns do with
-what arrives (routing, load balancing, subscription matching, when to send a PING).
+what arrives (routing, load balancing, subscription matching, when to send a PING), nor how an
+authentication verdict is reached (ZAP lives in dhaga.mq).
 
 It is the codec's public face; the work is done in private modules, one job each:
 `_zmtp_connection` (ZMTPConnection, the state machine reading the peer's bytes),
 `_zmtp_wire` (the wire format's constants, encoders and stateless parsers),
-`_zmtp_events` (the events and ConnectionState) and `_zmtp_socket_types` (which types fit).
+`_zmtp_events` (the events and ConnectionState), `_zmtp_socket_types` (which types fit),
+`_zmtp_mechanisms` (PLAIN, RFC 24) and `_zmtp_curve` (CURVE, RFC 25/26, with PyNaCl).
 """
 
 from __future__ import annotations
 
 from dhaga.codecs._zmtp_connection import ZMTPConnection
+from dhaga.codecs._zmtp_curve import CurveClient, CurveServer, keypair
 from dhaga.codecs._zmtp_events import (
     Cancel,
     ConnectionState,
@@ -25,6 +29,13 @@ from dhaga.codecs._zmtp_events import (
     Subscribe,
     UnknownCommand,
 )
+from dhaga.codecs._zmtp_mechanisms import (
+    Authenticate,
+    AuthenticationFailed,
+    Mechanism,
+    PlainClient,
+    PlainServer,
+)
 from dhaga.codecs._zmtp_socket_types import SOCKET_TYPES, compatible, mismatch_reason
 from dhaga.codecs._zmtp_wire import MAX_COMMAND_SIZE, encode_message, parse_subscription
 
@@ -32,4 +43,6 @@ __all__ = [
     "SOCKET_TYPES", "MAX_COMMAND_SIZE", "ConnectionState", "ZMTPConnection", "Event",
     "Greeting", "Ready", "Message", "Subscribe", "Cancel", "Ping", "Pong", "Error",
     "UnknownCommand", "encode_message", "parse_subscription", "compatible", "mismatch_reason",
+    "Mechanism", "PlainClient", "PlainServer", "CurveClient", "CurveServer", "keypair",
+    "Authenticate", "AuthenticationFailed",
 ]  # fmt: skip

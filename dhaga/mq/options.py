@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar, overload
 
+from dhaga.codecs.z85 import decode as decode_z85
+
 __all__ = ["Option", "OPTIONS"]
 
 T = TypeVar("T")
@@ -52,6 +54,30 @@ def _maxmsgsize(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < -1:
         raise ValueError("maxmsgsize is a size in bytes, or -1 for no limit")
     return value
+
+
+def _credential(value: Any) -> bytes:
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if len(raw) > 255:
+        raise ValueError("a PLAIN username or password is at most 255 bytes")
+    return raw
+
+
+def _curve_key(value: Any) -> bytes:
+    """A CURVE key as 40 characters of Z85 (str or bytes) or 32 raw bytes; b"" unsets it."""
+    raw = value.encode("ascii", "replace") if isinstance(value, str) else bytes(value)
+    if len(raw) == 40:
+        return decode_z85(raw)
+    if len(raw) in (0, 32):
+        return raw
+    raise ValueError(f"a CURVE key is 40 characters of Z85 or 32 raw bytes, not {len(raw)} bytes")
+
+
+def _domain(value: Any) -> str:
+    text = value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
+    if len(text.encode("utf-8")) > 255:
+        raise ValueError("zap_domain is at most 255 bytes")
+    return text
 
 
 class Option(Generic[T]):
@@ -111,4 +137,12 @@ OPTIONS: dict[str, tuple[Any, Callable[[Any], Any], str]] = {
     "handshake_ivl": (30000, _ms(0), "ms a new connection has to complete its handshake (0: none)"),
     "xpub_verbose": (False, _flag, "XPUB: pass on every subscription, not only new topics"),
     "zmtp_minor": (1, _minor, "1: speak ZMTP 3.1; 0: act as a ZMTP 3.0 peer (interop testing)"),
+    "plain_server": (False, _flag, "PLAIN: be the server, judging clients' usernames and passwords"),
+    "plain_username": (b"", _credential, "PLAIN client: the username (setting it selects PLAIN)"),
+    "plain_password": (b"", _credential, "PLAIN client: the password"),
+    "curve_server": (False, _flag, "CURVE: be the server (needs curve_secretkey, curve_publickey)"),
+    "curve_publickey": (b"", _curve_key, "CURVE: our long-term public key (Z85 or 32 raw bytes)"),
+    "curve_secretkey": (b"", _curve_key, "CURVE: our long-term secret key (Z85 or 32 raw bytes)"),
+    "curve_serverkey": (b"", _curve_key, "CURVE client: the server's public key (selects CURVE)"),
+    "zap_domain": ("", _domain, "ZAP domain our Authenticator is asked about (also for NULL)"),
 }

@@ -40,11 +40,12 @@ from ..codecs.zmtp import (
     Subscribe,
     ZMTPConnection,
     compatible,
-    encode_message,
     mismatch_reason,
 )
 from ..errors import Killed, MessageTooLarge, ProtocolError
 from ..scheduler import current, get_scheduler, spawn
+
+from .security import handshake_for
 
 __all__ = ["Session", "Ended"]
 
@@ -88,9 +89,11 @@ class Session:
         self.handshaken = False
         self.refused = False
         maxmsgsize = sock.maxmsgsize
+        mechanism, authenticate = handshake_for(sock, stream)  # PLAIN, CURVE, ZAP
         self.conn = ZMTPConnection(
             sock.kind, identity=sock.routing_id, minor=sock.zmtp_minor,
             maxmsgsize=None if maxmsgsize < 0 else maxmsgsize, bare_messages=True,
+            mechanism=mechanism, authenticate=authenticate,
         )
         self._reason: str | None = None
         self._reason_level = logging.WARNING
@@ -193,6 +196,9 @@ class Session:
                 except ProtocolError as exc:
                     events += getattr(exc, "events", ())
                     error = exc
+                out = conn.data_to_send()  # a security handshake's answer, or its ERROR
+                if out:
+                    self.stream.sendall(out)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -304,6 +310,7 @@ class Session:
         sendall = self.stream.sendall
         conn = self.conn
         subscriptions = self.sock.kind in ("SUB", "XSUB") and conn.minor == 1
+        encode_message = conn.encode_message  # CURVE's seals each frame
         try:
             while True:
                 if not q and not ctl:

@@ -32,6 +32,7 @@ from .options import OPTIONS, Option
 from .pipe import Channel, Message, Pipe
 from .pubsub import Pub, Sub, XPub, XSub
 from .routing import STRATEGIES, Closed, Strategy
+from .security import check_security
 
 __all__ = ["Socket", "KINDS"]
 
@@ -85,6 +86,14 @@ class Socket:
     handshake_ivl: Option[int] = Option(*OPTIONS["handshake_ivl"])
     xpub_verbose: Option[bool] = Option(*OPTIONS["xpub_verbose"])
     zmtp_minor: Option[int] = Option(*OPTIONS["zmtp_minor"])
+    plain_server: Option[bool] = Option(*OPTIONS["plain_server"])
+    plain_username: Option[bytes] = Option(*OPTIONS["plain_username"])
+    plain_password: Option[bytes] = Option(*OPTIONS["plain_password"])
+    curve_server: Option[bool] = Option(*OPTIONS["curve_server"])
+    curve_publickey: Option[bytes] = Option(*OPTIONS["curve_publickey"])
+    curve_secretkey: Option[bytes] = Option(*OPTIONS["curve_secretkey"])
+    curve_serverkey: Option[bytes] = Option(*OPTIONS["curve_serverkey"])
+    zap_domain: Option[str] = Option(*OPTIONS["zap_domain"])
 
     def __init__(self, kind: str, **options: Any) -> None:
         if kind not in KINDS:
@@ -163,9 +172,11 @@ class Socket:
 
         Raises:
             OSError: the address is in use or cannot be bound.
-            ValueError: the endpoint is malformed or its transport unknown.
+            ValueError: the endpoint is malformed or its transport unknown, or a CURVE
+                socket lacks its key pair (ImportError: CURVE without PyNaCl).
         """
         self._check_open()
+        check_security(self)
         handle = _transport(endpoint).bind(self, endpoint)
         self._endpoints.setdefault(handle.endpoint, []).append(handle)
         self.last_endpoint = handle.endpoint
@@ -180,9 +191,11 @@ class Socket:
             endpoint: ``tcp://host:port``, ``ipc://path`` or ``inproc://name``.
 
         Raises:
-            ValueError: the endpoint is malformed or its transport unknown.
+            ValueError: the endpoint is malformed or its transport unknown, or a CURVE
+                socket lacks its key pair (ImportError: CURVE without PyNaCl).
         """
         self._check_open()
+        check_security(self)
         handle = _transport(endpoint).connect(self, endpoint)
         self._endpoints.setdefault(endpoint, []).append(handle)
         self.last_endpoint = endpoint

@@ -28,6 +28,7 @@ from ..bstar import State
 from ..errors import SplitBrain
 from .client import Change, CloneClient, Watch
 from .endpoints import ServerEndpoints
+from .keys import read_keys, write_keys
 from .server import CloneServer
 
 log = logging.getLogger("dhaga.mq.clone")
@@ -59,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         heartbeat=args.heartbeat,
         on_state=lambda state: _say(f"state {state.name}"),
+        curve=_secret_keys(args.curve) if args.curve else None,
     )
     loop = dhaga.get_scheduler().loop
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,8 +101,14 @@ def client(args: argparse.Namespace) -> int:
                     break
             _say(f"synced {sequence} {server.snapshot}")
 
+    curve = None
+    if args.curve or args.server_key:
+        if not (args.curve and args.server_key):
+            _say("error: --curve and --server-key go together")
+            return 2
+        curve = (read_keys(args.server_key)[0], *_secret_keys(args.curve))
     with CloneClient(
-        servers, subtree, timeout=args.timeout, on_sync=on_sync
+        servers, subtree, timeout=args.timeout, on_sync=on_sync, curve=curve
     ) as replica:
         if args.command == "watch":
             watch = replica.watch()
@@ -128,6 +136,19 @@ def client(args: argparse.Namespace) -> int:
             assert watch is not None
             for change in watch:
                 _print_change(change)
+    return 0
+
+
+def _secret_keys(path: str) -> tuple[str, str]:
+    public, secret = read_keys(path)
+    if secret is None:
+        raise SystemExit(f"error: {path} holds no secret key (give the *_secret file)")
+    return public, secret
+
+
+def keygen(args: argparse.Namespace) -> int:
+    public, _ = write_keys(args.path)
+    _say(f"public key {public} in {args.path}; key pair in {args.path}_secret")
     return 0
 
 
@@ -160,6 +181,9 @@ def _options() -> argparse.ArgumentParser:
     srv.add_argument(
         "--heartbeat", type=float, default=1.0, help="seconds between HUGZ"
     )
+    srv.add_argument("--curve", metavar="KEYFILE_secret",
+                     help="encrypt with CURVE, with this key pair (from 'keygen'); a pair's "
+                     "two servers share it")
     cli = sub.add_parser("client", help="read, write or watch the map")
     cli.add_argument(
         "--servers",
@@ -178,6 +202,12 @@ def _options() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to wait for a server to answer",
     )
+    cli.add_argument("--curve", metavar="KEYFILE_secret",
+                     help="reach CURVE servers with this key pair (from 'keygen')")
+    cli.add_argument("--server-key", metavar="KEYFILE",
+                     help="the servers' public key file (with --curve)")
+    gen = sub.add_parser("keygen", help="make a CURVE key pair: PATH and PATH_secret")
+    gen.add_argument("path")
     cmd = cli.add_subparsers(dest="command", required=True)
     get = cmd.add_parser("get", help="print a key's value")
     get.add_argument("key")
@@ -206,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if args.role == "keygen":
+        return keygen(args)
     return dhaga.run(serve if args.role == "server" else client, args)
 
 

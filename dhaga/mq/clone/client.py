@@ -40,6 +40,7 @@ from ..errors import BadMessage, SocketClosed
 from ..poller import POLLIN, Poller
 from ..socket import Socket
 from .endpoints import ServerEndpoints
+from .keys import curve_options
 from .protocol import (
     DEFAULT_LIMITS,
     HUGZ,
@@ -76,6 +77,8 @@ class CloneClient:
         resend: seconds after which an update the server has not published back is resent.
         limits: what a server's message may hold.
         on_sync: called with the server and the sequence each time a snapshot is loaded.
+        curve: (the server's public key, our public key, our secret key), Z85, to reach
+            servers started with ``curve=``: every Clone connection is then CURVE-encrypted.
 
     Example:
         with CloneClient(["tcp://10.0.0.1:5556", "tcp://10.0.0.2:5566"]) as config:
@@ -94,7 +97,9 @@ class CloneClient:
         resend: float = 1.0,
         limits: Limits = DEFAULT_LIMITS,
         on_sync: Callable[[ServerEndpoints, int], None] | None = None,
+        curve: tuple[str, str, str] | None = None,
     ) -> None:
+        self._security = curve_options(client=curve)
         if isinstance(servers, (str, ServerEndpoints)):
             servers = [servers]
         self.servers = [ServerEndpoints.from_base(s) for s in servers]
@@ -118,12 +123,13 @@ class CloneClient:
         self._all_confirmed.set()
         self._synced = _Flag()
         self._closed = False
-        self._pub = Socket("PUB", linger=0)
+        self._pub = Socket("PUB", linger=0, **self._security)
         self._subs = []
         self._heard = [False] * len(self.servers)
         for server in self.servers:
             self._pub.connect(server.collector)
-            sub = Socket("SUB", linger=0, rcvhwm=100_000, maxmsgsize=limits.max_message)
+            sub = Socket("SUB", linger=0, rcvhwm=100_000, maxmsgsize=limits.max_message,
+                         **self._security)
             sub.subscribe(subtree.encode())
             sub.subscribe(HUGZ.encode())
             sub.connect(server.publisher)
@@ -313,7 +319,8 @@ class CloneClient:
             _drain(sub)
         fresh: dict[str, bytes] = {}
         applied: list[bytes] = []  # UUIDs of the updates in the snapshot
-        with Socket("DEALER", linger=0, maxmsgsize=self.limits.max_message) as dealer:
+        with Socket("DEALER", linger=0, maxmsgsize=self.limits.max_message,
+                    **self._security) as dealer:
             dealer.connect(server.snapshot)
             dealer.send_multipart(encode_icanhaz(self.subtree))
             give_up, ask_again = monotonic() + 2 * timeout, monotonic() + timeout / 4

@@ -36,6 +36,7 @@ from ..bstar import BinaryStar, State
 from ..errors import BadMessage, SocketClosed
 from ..socket import Socket
 from .endpoints import ServerEndpoints, free_base
+from .keys import curve_options
 from .protocol import (
     DEFAULT_LIMITS,
     HUGZ,
@@ -73,6 +74,9 @@ class CloneServer:
         limits: what a client's message may hold.
         hwm: messages queued per connection before they are dropped (both ways).
         on_state: called with the new `State` whenever it changes.
+        curve: the server's CURVE key pair (public, secret; Z85): clients (and the peer, which
+            shares the pair) must then know the public key, and all Clone traffic is encrypted.
+            The Binary Star state channel between the two servers stays unencrypted.
     """
 
     def __init__(
@@ -86,7 +90,10 @@ class CloneServer:
         limits: Limits = DEFAULT_LIMITS,
         hwm: int = 100_000,
         on_state: Callable[[State], None] | None = None,
+        curve: tuple[str, str] | None = None,
     ) -> None:
+        self._serving = curve_options(server=curve)
+        self._reaching = curve_options(client=curve and (curve[0], *curve))
         self._bind_spec = bind
         self.peer = None if peer is None else ServerEndpoints.from_base(peer)
         self.primary = primary
@@ -147,7 +154,7 @@ class CloneServer:
             self._became_active.set()
         else:
             self._subscriber = self._socket(
-                "SUB", rcvhwm=self.hwm, maxmsgsize=self.limits.max_message
+                "SUB", rcvhwm=self.hwm, maxmsgsize=self.limits.max_message, reaching=True
             )
             self._subscriber.subscribe(b"")
             self._subscriber.connect(self.peer.publisher)
@@ -188,8 +195,9 @@ class CloneServer:
             sock.close(linger=0)
         self._closed.set()
 
-    def _socket(self, kind: str, **options: object) -> Socket:
-        sock = Socket(kind, linger=0, **options)
+    def _socket(self, kind: str, reaching: bool = False, **options: object) -> Socket:
+        security = self._reaching if reaching else self._serving  # our peer's, or ours
+        sock = Socket(kind, linger=0, **options, **security)
         self._sockets.append(sock)
         return sock
 
@@ -388,7 +396,8 @@ class CloneServer:
         except dhaga.Timeout:
             pass
         fresh: list[KVMsg] = []
-        with Socket("DEALER", linger=0, maxmsgsize=self.limits.max_message) as dealer:
+        with Socket("DEALER", linger=0, maxmsgsize=self.limits.max_message,
+                    **self._reaching) as dealer:
             dealer.connect(self.peer.snapshot)
             dealer.send_multipart(encode_icanhaz(""))
             try:
