@@ -44,7 +44,6 @@ from ..codecs.zmtp import (
 )
 from ..errors import Killed, MessageTooLarge, ProtocolError
 from ..scheduler import current, get_scheduler, spawn
-
 from .security import handshake_for
 
 __all__ = ["Session", "Ended"]
