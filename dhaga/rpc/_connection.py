@@ -16,6 +16,16 @@ server's connection (``pause_reading``) also stops reading while replies are bac
 lets the handlers of each batch of requests run before it reads the next: a peer that sends
 requests but reads no replies then fills its own socket buffers, not our memory.
 
+Limits (a server's connections have them): at most ``max_in_flight`` handlers run per
+connection, and at most the permits of a ``limiter`` semaphore shared by every connection of a
+server. Requests read beyond that wait in ``_backlog`` and the reader stops reading until they
+have started, so a peer pipelining calls fills its own socket buffers; only while calls of ours
+wait for the peer's replies does it read on (up to ``max_in_flight`` waiting requests), so a
+handler calling back its client cannot deadlock on its own limit. When the connection ends,
+the request handlers still running are killed (``cancel_on_close``): nobody can get their
+replies. An ``idle_timeout`` closes a connection that received nothing for that long while it
+had no handler running and no call waiting.
+
 Pending calls are a dict msgid -> (waiter, gen). The caller removes its entry in a ``finally``,
 so a call that timed out or was killed leaves nothing behind, and its late reply finds no entry
 and is dropped. When the connection ends (EOF, a socket error, bytes that break the protocol, or
@@ -29,11 +39,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import socket as _socket
+from collections import deque
 from time import monotonic
 from typing import Any, Callable
 
 from ..codecs.msgpack_rpc import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_OBJECTS,
     MAX_MSGID,
     Decoder,
     Notification,
@@ -46,6 +59,7 @@ from ..codecs.msgpack_rpc import (
 from ..errors import ConnectionLost, ProtocolError, RemoteError, Timeout
 from ..handle import TIMED_OUT
 from ..scheduler import Dhaga, current, get_scheduler, sleep, wake
+from ..semaphores import Semaphore
 from ._methods import Methods, format_error
 
 __all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
@@ -55,8 +69,21 @@ log = logging.getLogger("dhaga.rpc")
 #: Bytes queued for sending above which callers wait for the writer (backpressure).
 DEFAULT_WRITE_BUFFER_LIMIT = 4 * 1024 * 1024
 
-_RECV_SIZE = 256 * 1024
+_RECV_SIZE = 64 * 1024  # also what the reader reads between two turns of other dhagas
+_GONE_CHECK = 0.5  # seconds between checks that a peer we are not reading is still there
+_TCP_INFO = getattr(_socket, "TCP_INFO", None)  # Linux
+_TCP_GONE = frozenset((7, 8, 9))  # TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK: the peer hung up
 _current: contextvars.ContextVar[Connection] = contextvars.ContextVar("dhaga_rpc_connection")
+
+
+def _peer_gone(sock: Any) -> bool:
+    """True when a TCP peer has closed or reset the connection (False when unknowable)."""
+    if _TCP_INFO is None or sock.family not in (_socket.AF_INET, _socket.AF_INET6):
+        return False
+    try:
+        return sock.getsockopt(_socket.IPPROTO_TCP, _TCP_INFO, 1)[0] in _TCP_GONE
+    except OSError:
+        return True
 
 
 def current_connection() -> Connection:
@@ -86,6 +113,15 @@ class Connection:
             connections do, so a peer that sends requests but reads no replies cannot make
             the server queue replies without bound).
         on_close: called with the connection once, when it has ended.
+        max_objects: most values one message from the peer may hold.
+        max_in_flight: most handlers of this peer's requests and notifications running at
+            once; None for no limit. Past it the connection stops reading.
+        limiter: a semaphore shared with other connections (a server's), one permit per
+            running handler; None for none.
+        cancel_on_close: kill the request handlers still running when the connection ends.
+        idle_timeout: seconds without receiving anything, while no handler runs and no call
+            waits, after which the connection is closed; None (the default) never. It also
+            bounds how long the peer may leave a reply unread.
     """
 
     def __init__(
@@ -98,12 +134,26 @@ class Connection:
         write_buffer_limit: int = DEFAULT_WRITE_BUFFER_LIMIT,
         pause_reading: bool = False,
         on_close: Callable[[Connection], Any] | None = None,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_in_flight: int | None = None,
+        limiter: Semaphore | None = None,
+        cancel_on_close: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
+        if max_in_flight is not None and (type(max_in_flight) is not int or max_in_flight < 1):
+            raise ValueError(f"max_in_flight must be a positive int or None, got {max_in_flight!r}")
         self._sched = get_scheduler()
         self._sock = sock
         self._methods = methods
         self.peer = peer
-        self._decoder = Decoder(max_message_size)
+        self._decoder = Decoder(max_message_size, max_objects=max_objects)
+        self._slots = None if max_in_flight is None else Semaphore(max_in_flight)
+        self._max_backlog = max_in_flight or 1
+        self._limiter = limiter
+        self._backlog: deque[Request | Notification] = deque()  # read, not started yet
+        self._calls: set[Dhaga] = set()  # the request handlers running
+        self._cancel = cancel_on_close
+        self._idle_timeout = idle_timeout
         self._wlimit = write_buffer_limit
         self._pause_reading = pause_reading
         self._on_close = on_close
@@ -113,13 +163,12 @@ class Connection:
         self._wbuf: list[bytes] = []
         self._wbytes = 0
         self._drain_waiters: list[tuple[Any, int]] = []
-        self._writer_idle = False
+        self._writer_idle = True  # no writer dhaga: one is started when there is data
         self._writing = False
         self._closed = False
         self.close_reason: BaseException | None = None
         self._reader: Dhaga | None = None
-        self._writer = self._sched.spawn(self._write_loop)
-        self._writer.name = f"rpc-writer-{peer}"
+        self._writer: Dhaga | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"pending={len(self._pending)}"
@@ -235,12 +284,27 @@ class Connection:
         feed = self._decoder.feed
         pending = self._pending
         spawn = self._spawn
+        backlog = self._backlog
+        limited = self._slots is not None or self._limiter is not None
+        idle = self._idle_timeout
+        if idle is not None:
+            self._sock.settimeout(idle)
         reason: BaseException | None = None
         try:
             while True:
                 if pause and (self._wbytes > self._wlimit or self._drain_waiters):
                     self._wait_drained(sched, me, None, idle=True)  # the peer reads no replies
-                data = recv(_RECV_SIZE)
+                if backlog:
+                    self._start_backlog(block=True)
+                try:
+                    data = recv(_RECV_SIZE)
+                except TimeoutError:
+                    if idle is None or self._tasks or pending or self._wbuf or backlog:
+                        continue  # busy, not idle: keep waiting
+                    log.debug("closing rpc connection with %s: idle for %ss", self.peer, idle)
+                    reason = ConnectionLost(f"closed the connection with {self.peer}: "
+                                            f"nothing received for {idle}s (idle_timeout)")
+                    return
                 if not data:
                     if self._decoder.buffered:
                         reason = ConnectionLost(
@@ -260,13 +324,18 @@ class Connection:
                             wake(entry[0], msg.result, None, entry[1])
                         else:
                             wake(entry[0], None, RemoteError(msg.error), entry[1])
+                    elif limited:
+                        backlog.append(msg)
+                        requests = True
                     elif kind is Request:
                         spawn(self._run_request, msg)
                         requests = True
                     else:
                         spawn(self._run_notification, msg)
-                if pause and requests:
-                    sleep(0)  # let those handlers run (and queue replies) before reading more
+                if backlog:
+                    self._start_backlog(block=False)
+                if (pause and requests) or len(data) == _RECV_SIZE:
+                    sleep(0)  # let those handlers (and other peers) run before reading more
         except ProtocolError as exc:
             if not self._closed:
                 log.warning("closing rpc connection with %s: %s", self.peer, exc)
@@ -279,7 +348,73 @@ class Connection:
     def _spawn(self, fn: Callable[..., Any], msg: Any) -> None:
         d = self._sched.spawn(fn, msg)
         self._tasks.add(d)
-        d.add_done_callback(self._tasks.discard)
+        if fn == self._run_request:
+            self._calls.add(d)
+            d.add_done_callback(self._request_done)
+        else:
+            d.add_done_callback(self._tasks.discard)
+
+    def _request_done(self, d: Dhaga) -> None:
+        self._tasks.discard(d)
+        self._calls.discard(d)
+
+    def _start_backlog(self, block: bool) -> None:
+        """Start the handlers of the requests read but waiting for a slot, oldest first.
+
+        With ``block``, wait for slots, unless calls of ours wait for the peer's replies and
+        fewer than ``max_in_flight`` requests wait: then the reader must read on.
+        """
+        backlog = self._backlog
+        slots, limiter = self._slots, self._limiter
+        while backlog:
+            wait = block and (not self._pending or len(backlog) >= self._max_backlog)
+            if slots is not None and not self._acquire(slots, wait):
+                return
+            try:
+                if limiter is not None and not self._acquire(limiter, wait):
+                    if slots is not None:
+                        slots.release()
+                    return
+            except BaseException:
+                if slots is not None:
+                    slots.release()
+                raise
+            if not backlog or self._closed:  # ended while we waited
+                for sem in (slots, limiter):
+                    if sem is not None:
+                        sem.release()
+                return
+            msg = backlog.popleft()
+            fn = self._run_request if type(msg) is Request else self._run_notification
+            d = self._sched.spawn(fn, msg)
+            self._tasks.add(d)
+            if fn == self._run_request:
+                self._calls.add(d)
+            d.add_done_callback(self._limited_done)
+
+    def _acquire(self, sem: Semaphore, wait: bool) -> bool:
+        """Take a permit of ``sem``; while waiting for one, notice a peer that has hung up.
+
+        The reader does not read while it waits, so it would not see the peer's EOF behind
+        the requests still unread; TCP's own state (CLOSE_WAIT once the peer's FIN came) does.
+
+        Raises:
+            ConnectionLost: the peer hung up meanwhile.
+        """
+        if not wait:
+            return sem.acquire(False)
+        while not sem.acquire(timeout=_GONE_CHECK):
+            if _peer_gone(self._sock):
+                raise ConnectionLost(f"peer {self.peer} closed the connection")
+        return True
+
+    def _limited_done(self, d: Dhaga) -> None:
+        self._tasks.discard(d)
+        self._calls.discard(d)
+        if self._slots is not None:
+            self._slots.release()
+        if self._limiter is not None:
+            self._limiter.release()
 
     def _run_request(self, req: Request) -> None:
         fn = self._methods.get(req.method)
@@ -325,21 +460,18 @@ class Connection:
     def _queue(self, data: bytes) -> None:
         self._wbuf.append(data)
         self._wbytes += len(data)
-        if self._writer_idle:
+        if self._writer_idle:  # an idle connection keeps no writer dhaga (nor its stack)
             self._writer_idle = False
-            wake(self._writer)
+            self._writer = self._sched.spawn(self._write_loop)
 
     def _write_loop(self) -> None:
-        sched = self._sched
-        me = sched.waiter()
         sock = self._sock
         buf = self._wbuf
         try:
             while True:
                 if not buf:
-                    self._writer_idle = True
-                    sched.park(me)
-                    continue
+                    self._writer_idle = True  # the next _queue starts another writer
+                    return
                 data = buf[0] if len(buf) == 1 else b"".join(buf)
                 buf.clear()
                 self._wbytes = 0
@@ -400,10 +532,15 @@ class Connection:
             wake(waiter, None, None, gen)
         self._wbuf.clear()
         self._wbytes = 0
+        self._backlog.clear()
         me = current()
         for d in (self._writer, self._reader):
             if d is not None and d is not me and not d.done():
                 d.kill(block=False)
+        if self._cancel:  # nobody can get their replies now
+            for d in list(self._calls):
+                if d is not me:
+                    d.kill(block=False)
         self._sock.close()
         if self._on_close is not None:
             try:
