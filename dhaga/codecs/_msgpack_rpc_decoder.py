@@ -107,7 +107,7 @@ class Decoder:
         self._walk_pos = 0  # walker: offset in _pending of the next header to read
         self._walk_owed = 1  # walker: values the unfinished message still owes
         self._walk_count = 0  # walker: values of the unfinished message read so far
-        self._failure: ProtocolError | None = None
+        self._failure: tuple[type[ProtocolError], str, bytes | None] | None = None
 
     @property
     def max_message_size(self) -> int:
@@ -141,11 +141,13 @@ class Decoder:
         """
         failure = self._failure
         if failure is not None:
-            raise type(failure)(f"decoder already failed: {failure}", failure.data)
+            kind, text, bad = failure
+            raise kind(f"decoder already failed: {text}", bad)
         try:
             return self._feed(memoryview(data).cast("B"))
         except ProtocolError as exc:
-            self._failure = exc
+            # Not the exception itself: its traceback would keep the stream's bytes alive.
+            self._failure = (type(exc), str(exc), exc.data)
             self._scanner = None
             self._pending = bytearray()
             raise

@@ -148,7 +148,8 @@ class Connection:
         self.peer = peer
         self._decoder = Decoder(max_message_size, max_objects=max_objects)
         self._slots = None if max_in_flight is None else Semaphore(max_in_flight)
-        self._max_backlog = max_in_flight or 1
+        # Requests read on while calls of ours wait for replies (at most): see _start_backlog.
+        self._max_backlog = max(1024, 2 * (max_in_flight or 0))
         self._limiter = limiter
         self._backlog: deque[Request | Notification] = deque()  # read, not started yet
         self._calls: set[Dhaga] = set()  # the request handlers running
@@ -337,11 +338,11 @@ class Connection:
                 if (pause and requests) or len(data) == _RECV_SIZE:
                     sleep(0)  # let those handlers (and other peers) run before reading more
         except ProtocolError as exc:
-            if not self._closed:
-                log.warning("closing rpc connection with %s: %s", self.peer, exc)
-            reason = exc
+            if not self._closed:  # the text, not exc: a kept record would keep its frames
+                log.warning("closing rpc connection with %s: %s", self.peer, str(exc))
+            reason = exc.with_traceback(None)  # kept in close_reason: no frames, no buffers
         except OSError as exc:
-            reason = exc
+            reason = exc.with_traceback(None)
         finally:
             self._shutdown(reason)
 
@@ -406,6 +407,8 @@ class Connection:
         while not sem.acquire(timeout=_GONE_CHECK):
             if _peer_gone(self._sock):
                 raise ConnectionLost(f"peer {self.peer} closed the connection")
+            if self._pending and len(self._backlog) < self._max_backlog:
+                return False  # a handler called the peer meanwhile: read its reply
         return True
 
     def _limited_done(self, d: Dhaga) -> None:
