@@ -38,7 +38,8 @@ def send_and_read_until_closed(address, data: bytes, timeout: float = 10,
             except ConnectionResetError:
                 break
             except TimeoutError:
-                raise AssertionError(f"still open after {timeout}s; got {bytes(got[:200])!r}")
+                raise AssertionError(
+                    f"still open after {timeout}s; got {bytes(got[:200])!r}") from None
             if not chunk:
                 break
             got += chunk

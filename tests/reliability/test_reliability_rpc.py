@@ -252,7 +252,7 @@ def test_idle_connection_memory_is_small(server):
         import tracemalloc
 
         start = tracemalloc.get_traced_memory()[0]
-        for i in range(count):
+        for _ in range(count):
             s = net.create_connection(server.address, timeout=10)
             s.sendall(encode_request(1, "echo", [b"x" * 100]))
             socks.append(s)
