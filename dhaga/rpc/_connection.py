@@ -284,9 +284,7 @@ class Connection:
         recv = self._sock.recv
         feed = self._decoder.feed
         pending = self._pending
-        spawn = self._spawn
         backlog = self._backlog
-        limited = self._slots is not None or self._limiter is not None
         idle = self._idle_timeout
         if idle is not None:
             self._sock.settimeout(idle)
@@ -325,14 +323,9 @@ class Connection:
                             wake(entry[0], msg.result, None, entry[1])
                         else:
                             wake(entry[0], None, RemoteError(msg.error), entry[1])
-                    elif limited:
+                    else:
                         backlog.append(msg)
                         requests = True
-                    elif kind is Request:
-                        spawn(self._run_request, msg)
-                        requests = True
-                    else:
-                        spawn(self._run_notification, msg)
                 if backlog:
                     self._start_backlog(block=False)
                 if (pause and requests) or len(data) == _RECV_SIZE:
@@ -346,21 +339,8 @@ class Connection:
         finally:
             self._shutdown(reason)
 
-    def _spawn(self, fn: Callable[..., Any], msg: Any) -> None:
-        d = self._sched.spawn(fn, msg)
-        self._tasks.add(d)
-        if fn == self._run_request:
-            self._calls.add(d)
-            d.add_done_callback(self._request_done)
-        else:
-            d.add_done_callback(self._tasks.discard)
-
-    def _request_done(self, d: Dhaga) -> None:
-        self._tasks.discard(d)
-        self._calls.discard(d)
-
     def _start_backlog(self, block: bool) -> None:
-        """Start the handlers of the requests read but waiting for a slot, oldest first.
+        """Start the handlers of the requests read and not started yet, oldest first.
 
         With ``block``, wait for slots, unless calls of ours wait for the peer's replies and
         fewer than ``max_in_flight`` requests wait: then the reader must read on.
@@ -386,12 +366,13 @@ class Connection:
                         sem.release()
                 return
             msg = backlog.popleft()
-            fn = self._run_request if type(msg) is Request else self._run_notification
-            d = self._sched.spawn(fn, msg)
-            self._tasks.add(d)
-            if fn == self._run_request:
+            if type(msg) is Request:
+                d = self._sched.spawn(self._run_request, msg)
                 self._calls.add(d)
-            d.add_done_callback(self._limited_done)
+            else:
+                d = self._sched.spawn(self._run_notification, msg)
+            self._tasks.add(d)
+            d.add_done_callback(self._handler_done)
 
     def _acquire(self, sem: Semaphore, wait: bool) -> bool:
         """Take a permit of ``sem``; while waiting for one, notice a peer that has hung up.
@@ -411,15 +392,18 @@ class Connection:
                 return False  # a handler called the peer meanwhile: read its reply
         return True
 
-    def _limited_done(self, d: Dhaga) -> None:
+    def _handler_done(self, d: Dhaga) -> None:
         self._tasks.discard(d)
         self._calls.discard(d)
         if self._slots is not None:
             self._slots.release()
         if self._limiter is not None:
             self._limiter.release()
+        if self._backlog and not self._closed:  # the reader may be in recv (see _acquire)
+            self._start_backlog(block=False)
 
     def _run_request(self, req: Request) -> None:
+        _current.set(self)  # started by the reader, or by a finished handler's callback
         fn = self._methods.get(req.method)
         result = error = None
         if fn is None:
@@ -450,6 +434,7 @@ class Connection:
         self._queue(data)
 
     def _run_notification(self, note: Notification) -> None:
+        _current.set(self)
         fn = self._methods.get(note.method)
         if fn is None:
             log.warning("no handler for notification %r from %s", note.method, self.peer)

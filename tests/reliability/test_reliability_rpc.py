@@ -291,3 +291,28 @@ def test_idle_timeout_closes_a_silent_connection_but_not_a_busy_one():
     finally:
         gate.release.set()
         srv.stop(timeout=0)
+
+
+def test_waiting_requests_start_when_a_slot_frees_while_the_reader_is_in_recv():
+    # The handler's callback times out (no reply ever arrives): the reader, reading on for that
+    # reply, sits in recv; the second request must start when the first handler ends anyway.
+    srv = rpc.Server(max_in_flight=1)
+
+    @srv.method
+    def ask(x):
+        try:
+            return rpc.current_connection().call("never", timeout=0.2)
+        except dhaga.Timeout:
+            return f"no answer {x}"
+
+    srv.listen(TCP)
+    srv.start()
+    try:
+        with rpc.Client(srv.address, timeout=10) as c:
+            c.register("never", lambda: dhaga.sleep(30))
+            with dhaga.Group() as g:
+                calls = [g.spawn(c.call, "ask", i) for i in range(3)]
+            assert [t.result() for t in calls] == ["no answer 0", "no answer 1", "no answer 2"]
+            c.connection.kill_handlers()
+    finally:
+        srv.stop(timeout=0)
