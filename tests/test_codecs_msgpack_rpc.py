@@ -554,3 +554,33 @@ def test_idle_decoder_holds_no_buffer() -> None:
 def test_max_objects_must_be_a_positive_int(bad) -> None:
     with pytest.raises(ValueError, match="max_objects"):
         Decoder(max_objects=bad)  # type: ignore[arg-type]
+
+
+def _count_values(obj) -> int:
+    if isinstance(obj, list):
+        return 1 + sum(_count_values(v) for v in obj)
+    if isinstance(obj, dict):
+        return 1 + sum(_count_values(k) + _count_values(v) for k, v in obj.items())
+    return 1
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=40) | st.binary(max_size=300),
+    lambda inner: st.lists(inner, max_size=40) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=10),
+    max_leaves=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values, st.integers(1, 64))
+def test_walker_counts_every_value_and_finds_the_end(value, cut) -> None:
+    from dhaga.codecs._msgpack_rpc_decoder import _walk
+
+    wire = msgpack.packb(value, use_bin_type=True)
+    assert _walk(wire, 0, len(wire), 1, 0, 10**9) == (len(wire), 0, _count_values(value))
+    # Walked in two steps (the first stopping anywhere), it gives the same answer.
+    pos, owed, count = _walk(wire, 0, min(cut, len(wire)), 1, 0, 10**9)
+    assert _walk(wire, pos, len(wire), owed, count, 10**9) == (
+        len(wire), 0, _count_values(value))

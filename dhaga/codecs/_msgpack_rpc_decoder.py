@@ -41,6 +41,7 @@ messages are encoded; what makes a decoded value a valid message is `_msgpack_rp
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgpack
@@ -231,11 +232,18 @@ class Decoder:
             prev = end
             first = False
         opts = self._opts
+        if len(ends) == 1:
+            unpack = None
+        else:  # one Unpacker for the batch: cheaper per message than unpackb(**opts)
+            unpacker = msgpack.Unpacker(max_buffer_size=len(chunk), read_size=len(chunk), **opts)
+            unpacker.feed(chunk)
+            unpack = unpacker.unpack
         prev = start
         for end in ends:
             data = chunk[prev - start : end - start]
             try:
-                out.append(_to_message(msgpack.unpackb(data, **opts)))
+                value = msgpack.unpackb(data, **opts) if unpack is None else unpack()
+                out.append(_to_message(value))
             except ProtocolError as exc:
                 exc.data = bytes(data[:_ERROR_DATA])
                 raise
@@ -298,8 +306,13 @@ def _walk(
     """
     while owed and pos < size and count <= most:
         byte = buf[pos]
-        if byte < 0x80 or byte >= 0xE0:  # fixint
-            pos += 1
+        if byte < 0x80 or byte >= 0xE0:  # fixint: skip the run of one-byte values at C speed
+            m = _ONE_BYTE_RUN.match(buf, pos, min(size, pos + owed))
+            run = m.end() - pos  # type: ignore[union-attr] # at least this byte
+            pos += run
+            owed -= run
+            count += run
+            continue
         elif byte < 0x90:  # fixmap
             owed += 2 * (byte & 0x0F)
             pos += 1
@@ -310,8 +323,14 @@ def _walk(
             pos += 1 + (byte & 0x1F)
         else:
             kind, width, extra = _HEADERS[byte - 0xC0]
-            if kind == _FIXED:
-                pos += width
+            if kind == _FIXED:  # skip the run of values of this type (int16, float64...)
+                end = min(size, pos + owed * width)
+                m = _FIXED_RUNS[byte - 0xC0].match(buf, pos, end)  # type: ignore[union-attr]
+                run = 1 if m is None else (m.end() - pos) // width  # None: cut short by the end
+                pos += run * width
+                owed -= run
+                count += run
+                continue
             else:
                 if pos + 1 + width > size:
                     break  # the length field has not arrived yet
@@ -325,6 +344,9 @@ def _walk(
         count += 1
     return pos, owed, count
 
+
+# One-byte values: positive and negative fixints, nil, false, true.
+_ONE_BYTE_RUN = re.compile(rb"[\x00-\x7f\xe0-\xff\xc0\xc2\xc3]+")
 
 # Headers with type bytes 0xC0-0xDF, for the walker: (_FIXED, total size, 0) for fixed-size
 # values; (_BODY, width of the length field, header bytes after it) for str/bin/ext;
@@ -341,6 +363,14 @@ _HEADERS = (
     (_BODY, 1, 0), (_BODY, 2, 0), (_BODY, 4, 0),  # str 8/16/32
     (_CONTAINER, 2, 1), (_CONTAINER, 4, 1),  # array 16/32
     (_CONTAINER, 2, 2), (_CONTAINER, 4, 2),  # map 16/32
+)
+
+
+# For each fixed-size type byte, a run of values of that type (the type byte, then its data).
+_FIXED_RUNS = tuple(
+    re.compile(b"(?:" + re.escape(bytes((0xC0 + i,))) + b".{%d})+" % (width - 1), re.DOTALL)
+    if kind == _FIXED else None
+    for i, (kind, width, _extra) in enumerate(_HEADERS)
 )
 
 
