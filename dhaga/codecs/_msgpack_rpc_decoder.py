@@ -306,7 +306,7 @@ def _walk(
     """
     while owed and pos < size and count <= most:
         byte = buf[pos]
-        if byte < 0x80 or byte >= 0xE0:  # fixint: skip the run of one-byte values at C speed
+        if _ONE_BYTE[byte]:  # skip the run of one-byte values at C speed
             m = _ONE_BYTE_RUN.match(buf, pos, min(size, pos + owed))
             run = m.end() - pos  # type: ignore[union-attr] # at least this byte
             pos += run
@@ -345,8 +345,9 @@ def _walk(
     return pos, owed, count
 
 
-# One-byte values: positive and negative fixints, nil, false, true.
-_ONE_BYTE_RUN = re.compile(rb"[\x00-\x7f\xe0-\xff\xc0\xc2\xc3]+")
+# One-byte values: positive and negative fixints, nil, false, true, [] and {}.
+_ONE_BYTE_RUN = re.compile(rb"[\x00-\x80\x90\xc0\xc2\xc3\xe0-\xff]+")
+_ONE_BYTE = tuple(bool(_ONE_BYTE_RUN.fullmatch(bytes((b,)))) for b in range(256))
 
 # Headers with type bytes 0xC0-0xDF, for the walker: (_FIXED, total size, 0) for fixed-size
 # values; (_BODY, width of the length field, header bytes after it) for str/bin/ext;

@@ -69,7 +69,10 @@ log = logging.getLogger("dhaga.rpc")
 #: Bytes queued for sending above which callers wait for the writer (backpressure).
 DEFAULT_WRITE_BUFFER_LIMIT = 4 * 1024 * 1024
 
-_RECV_SIZE = 64 * 1024  # also what the reader reads between two turns of other dhagas
+_RECV_SIZE = 32 * 1024  # also the most the reader decodes before other peers get a turn
+# sleep(0) runs the other runnable dhagas but may not let the loop poll (a batch allows 512
+# such yields); any positive sleep takes one turn of the loop, so other peers are read too.
+_LOOP_TURN = 1e-6
 _GONE_CHECK = 0.5  # seconds between checks that a peer we are not reading is still there
 _TCP_INFO = getattr(_socket, "TCP_INFO", None)  # Linux
 _TCP_GONE = frozenset((7, 8, 9))  # TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK: the peer hung up
@@ -328,8 +331,10 @@ class Connection:
                         requests = True
                 if backlog:
                     self._start_backlog(block=False)
-                if (pause and requests) or len(data) == _RECV_SIZE:
-                    sleep(0)  # let those handlers (and other peers) run before reading more
+                if len(data) == _RECV_SIZE:  # more is waiting: let the loop poll, others run
+                    sleep(_LOOP_TURN)
+                elif pause and requests:
+                    sleep(0)  # let those handlers run (and queue replies) before reading more
         except ProtocolError as exc:
             if not self._closed:  # the text, not exc: a kept record would keep its frames
                 log.warning("closing rpc connection with %s: %s", self.peer, str(exc))
