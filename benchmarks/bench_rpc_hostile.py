@@ -4,8 +4,8 @@ The server runs in its own process; the attackers and a probe client (plain stdl
 the msgpack package, no dhaga) run in this one. Four scenarios, each printed as a table row:
 
 - ``decoder``: a Decoder alone fed ``0xdd`` + count + ``0x90`` x count (an array announcing
-  ``--elements`` empty arrays) in 64 KiB pieces, in a fresh interpreter: its peak RSS, CPU
-  time, and what the decoder said;
+  ``--elements`` empty arrays; ``nested``: half as many ``[[]]``) in 32 KiB pieces, in a fresh
+  interpreter: its peak RSS, CPU time, longest ``feed()``, and what the decoder said;
 - ``bomb``: the same bytes sent to a live server while a probe client calls ``echo`` every
   10 ms: the server's peak and final RSS, the probe's worst and median latency;
 - ``flood``: ``--calls`` pipelined calls to a method that sleeps, then the client vanishes:
@@ -37,28 +37,37 @@ import msgpack
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def bomb(elements: int) -> bytes:
+def bomb(elements: int, nested: bool = False) -> bytes:
+    """An array announcing ``elements`` empty arrays (or, nested, one-element arrays of one)."""
+    if nested:
+        return b"\xdd" + (elements // 2).to_bytes(4, "big") + b"\x91\x90" * (elements // 2)
     return b"\xdd" + elements.to_bytes(4, "big") + b"\x90" * elements
 
 
 # ---------------------------------------------------------------------------- child processes
-def run_decoder(elements: int) -> None:
+def run_decoder(elements: int, nested: bool) -> None:
     from dhaga.codecs.msgpack_rpc import Decoder
 
-    data = bomb(elements)
+    data = bomb(elements, nested)
+    worst = 0.0
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu = time.process_time()
     decoder = Decoder(max_message_size=max(len(data), 1 << 20))
     outcome = "accepted"
     try:
         view = memoryview(data)
-        for i in range(0, len(data), 65536):
-            decoder.feed(view[i : i + 65536])
+        for i in range(0, len(data), 32768):
+            t = time.perf_counter()
+            try:
+                decoder.feed(view[i : i + 32768])
+            finally:
+                worst = max(worst, time.perf_counter() - t)
     except Exception as exc:  # noqa: BLE001 - reported
         outcome = f"{type(exc).__name__}"
     cpu = time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-    print(json.dumps({"peak_mib": peak / 1024, "cpu_s": cpu, "outcome": outcome}))
+    print(json.dumps({"peak_mib": peak / 1024, "cpu_s": cpu, "worst_feed_ms": worst * 1e3,
+                      "outcome": outcome}))
 
 
 def serve() -> None:
@@ -241,6 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--decoder", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--nested", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--elements", type=int, default=16 * 1024 * 1024)
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=5000)
@@ -250,13 +260,15 @@ def main() -> None:
     if args.serve:
         return serve()
     if args.decoder is not None:
-        return run_decoder(args.decoder)
+        return run_decoder(args.decoder, args.nested)
     only = args.only.split(",")
     env = dict(os.environ, PYTHONPATH=ROOT)
     if "decoder" in only:
-        out = subprocess.run([sys.executable, __file__, "--decoder", str(args.elements)],
-                             capture_output=True, text=True, env=env, check=True).stdout
-        print("decoder", json.dumps(json.loads(out)), flush=True)
+        for shape in ([], ["--nested"]):
+            out = subprocess.run([sys.executable, __file__, "--decoder", str(args.elements)]
+                                 + shape, capture_output=True, text=True, env=env,
+                                 check=True).stdout
+            print("decoder" + " nested" * bool(shape), json.dumps(json.loads(out)), flush=True)
     if "bomb" in only:
         print("bomb", json.dumps(scenario_bomb(args.elements)), flush=True)
     if "flood" in only:
