@@ -316,3 +316,17 @@ def test_waiting_requests_start_when_a_slot_frees_while_the_reader_is_in_recv():
             c.connection.kill_handlers()
     finally:
         srv.stop(timeout=0)
+
+
+def test_limit_defaults_and_validation():
+    from dhaga.codecs.msgpack_rpc import DEFAULT_MAX_OBJECTS, Decoder
+
+    srv = rpc.Server()
+    assert (srv.max_objects, srv.max_in_flight, srv.max_in_flight_total) == (
+        DEFAULT_MAX_OBJECTS, 1000, 10_000) and DEFAULT_MAX_OBJECTS == 1_000_000
+    assert srv.cancel_on_disconnect is True and srv.idle_timeout is None
+    assert Decoder().max_objects == DEFAULT_MAX_OBJECTS
+    assert rpc.Client(("127.0.0.1", 1), max_objects=5).max_objects == 5
+    for bad in (0, -1, 1.5, "3"):
+        with pytest.raises(ValueError, match="max_in_flight"):
+            rpc.Connection(None, rpc.Methods(), max_in_flight=bad)
