@@ -36,14 +36,16 @@ def main():
     server.listen(("127.0.0.1", 0))
     server.start()
     with rpc.Client(server.address, timeout=10) as good:
-        # 1. 10,000 pipelined calls to a slow method: 64 run, the rest wait unread.
+        # 1. 2,000 pipelined calls to a slow method: 64 run, the rest wait unread.
         flood = net.create_connection(server.address)
-        flood.sendall(b"".join(encode_request(i, "slow", [i]) for i in range(10_000)))
+        flood.sendall(b"".join(encode_request(i, "slow", [i]) for i in range(2000)))
         while running < 64:
             dhaga.sleep(0.01)
-        print(f"pipelined 10000 slow calls: {running} running (max_in_flight=64),",
+        print(f"pipelined 2000 slow calls: {running} running (max_in_flight=64),",
               f"echo still answers: {good.call('echo', 'hi')}")
-        # 2. The flooding client leaves: its running handlers are cancelled.
+        # 2. The flooding client leaves: its running handlers are cancelled. (The server sees
+        # the client's FIN behind the bytes it has not read yet: a client that pipelined more
+        # than the socket buffers hold is seen leaving only as the server reads on.)
         flood.close()
         while running:
             dhaga.sleep(0.05)

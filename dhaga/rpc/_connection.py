@@ -150,11 +150,14 @@ class Connection:
         self._methods = methods
         self.peer = peer
         self._decoder = Decoder(max_message_size, max_objects=max_objects)
-        self._slots = None if max_in_flight is None else Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._running = 0  # handlers started and not finished
+        self._slot_freed: Semaphore | None = None  # only while the reader waits for a slot
         # Requests read on while calls of ours wait for replies (at most): see _start_backlog.
         self._max_backlog = max(1024, 2 * (max_in_flight or 0))
         self._limiter = limiter
-        self._backlog: deque[Request | Notification] = deque()  # read, not started yet
+        # Requests read and not started yet; made when needed (an idle connection has none).
+        self._backlog: deque[Request | Notification] | None = None
         self._calls: set[Dhaga] = set()  # the request handlers running
         self._cancel = cancel_on_close
         self._idle_timeout = idle_timeout
@@ -287,7 +290,6 @@ class Connection:
         recv = self._sock.recv
         feed = self._decoder.feed
         pending = self._pending
-        backlog = self._backlog
         idle = self._idle_timeout
         if idle is not None:
             self._sock.settimeout(idle)
@@ -296,12 +298,12 @@ class Connection:
             while True:
                 if pause and (self._wbytes > self._wlimit or self._drain_waiters):
                     self._wait_drained(sched, me, None, idle=True)  # the peer reads no replies
-                if backlog:
+                if self._backlog:
                     self._start_backlog(block=True)
                 try:
                     data = recv(_RECV_SIZE)
                 except TimeoutError:
-                    if idle is None or self._tasks or pending or self._wbuf or backlog:
+                    if idle is None or self._tasks or pending or self._wbuf or self._backlog:
                         continue  # busy, not idle: keep waiting
                     log.debug("closing rpc connection with %s: idle for %ss", self.peer, idle)
                     reason = ConnectionLost(f"closed the connection with {self.peer}: "
@@ -315,6 +317,7 @@ class Connection:
                         reason = ConnectionLost(f"peer {self.peer} closed the connection")
                     return
                 requests = False
+                backlog = self._backlog
                 for msg in feed(data):
                     kind = type(msg)
                     if kind is Response:
@@ -327,6 +330,8 @@ class Connection:
                         else:
                             wake(entry[0], None, RemoteError(msg.error), entry[1])
                     else:
+                        if backlog is None:
+                            backlog = self._backlog = deque()
                         backlog.append(msg)
                         requests = True
                 if backlog:
@@ -351,26 +356,28 @@ class Connection:
         fewer than ``max_in_flight`` requests wait: then the reader must read on.
         """
         backlog = self._backlog
-        slots, limiter = self._slots, self._limiter
+        most, limiter = self._max_in_flight, self._limiter
         while backlog:
             wait = block and (not self._pending or len(backlog) >= self._max_backlog)
-            if slots is not None and not self._acquire(slots, wait):
-                return
-            try:
-                if limiter is not None and not self._acquire(limiter, wait):
-                    if slots is not None:
-                        slots.release()
+            if most is not None and self._running >= most:
+                if not wait:
                     return
-            except BaseException:
-                if slots is not None:
-                    slots.release()
-                raise
-            if not backlog or self._closed:  # ended while we waited
-                for sem in (slots, limiter):
-                    if sem is not None:
-                        sem.release()
+                # Wait for a handler to finish (it releases this), then look again.
+                freed = self._slot_freed = Semaphore(0)
+                try:
+                    if not self._acquire(freed, True):
+                        return
+                finally:
+                    self._slot_freed = None
+                continue
+            if limiter is not None and not self._acquire(limiter, wait):
+                return
+            if self._closed or backlog is not self._backlog or not backlog:  # ended meanwhile
+                if limiter is not None:
+                    limiter.release()
                 return
             msg = backlog.popleft()
+            self._running += 1
             if type(msg) is Request:
                 d = self._sched.spawn(self._run_request, msg)
                 self._calls.add(d)
@@ -378,6 +385,8 @@ class Connection:
                 d = self._sched.spawn(self._run_notification, msg)
             self._tasks.add(d)
             d.add_done_callback(self._handler_done)
+        if backlog is self._backlog:
+            self._backlog = None  # all started: an idle connection keeps no deque
 
     def _acquire(self, sem: Semaphore, wait: bool) -> bool:
         """Take a permit of ``sem``; while waiting for one, notice a peer that has hung up.
@@ -393,15 +402,16 @@ class Connection:
         while not sem.acquire(timeout=_GONE_CHECK):
             if _peer_gone(self._sock):
                 raise ConnectionLost(f"peer {self.peer} closed the connection")
-            if self._pending and len(self._backlog) < self._max_backlog:
+            if self._pending and len(self._backlog or ()) < self._max_backlog:
                 return False  # a handler called the peer meanwhile: read its reply
         return True
 
     def _handler_done(self, d: Dhaga) -> None:
         self._tasks.discard(d)
         self._calls.discard(d)
-        if self._slots is not None:
-            self._slots.release()
+        self._running -= 1
+        if self._slot_freed is not None:
+            self._slot_freed.release()
         if self._limiter is not None:
             self._limiter.release()
         if self._backlog and not self._closed:  # the reader may be in recv (see _acquire)
@@ -525,7 +535,7 @@ class Connection:
             wake(waiter, None, None, gen)
         self._wbuf.clear()
         self._wbytes = 0
-        self._backlog.clear()
+        self._backlog = None
         me = current()
         for d in (self._writer, self._reader):
             if d is not None and d is not me and not d.done():
