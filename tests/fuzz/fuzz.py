@@ -11,12 +11,15 @@ Targets: msgpack_rpc, zmtp, http_head (see fuzz_targets.py). Any libFuzzer optio
 The seed corpus in tests/fuzz/corpus/<target>/ is read, never written: new inputs go to the
 directory given (default: a temporary one, removed afterwards). A crash leaves
 ``crash-<hash>`` in the working directory; replay it with
-``python tests/fuzz/fuzz.py <target> crash-<hash>``.
+``python tests/fuzz/fuzz.py <target> crash-<hash>``. To add what a run found to the seeds::
+
+    PYTHONPATH=. python tests/fuzz/fuzz.py zmtp -merge=1 tests/fuzz/corpus/zmtp /tmp/new-inputs
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -31,12 +34,18 @@ with atheris.instrument_imports(include=["dhaga"]):
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in fuzz_targets.TARGETS:
+    argv = sys.argv
+    if len(argv) > 1 and argv[1] in fuzz_targets.TARGETS:
+        name, rest = argv[1], argv[2:]
+        os.environ["DHAGA_FUZZ_TARGET"] = name  # libFuzzer's child processes (-merge, -fork)
+    elif os.environ.get("DHAGA_FUZZ_TARGET") in fuzz_targets.TARGETS:  # ...run us without it
+        name, rest = os.environ["DHAGA_FUZZ_TARGET"], argv[1:]
+    else:
         sys.exit(f"usage: fuzz.py {{{','.join(fuzz_targets.TARGETS)}}} [libFuzzer options]")
-    name = sys.argv[1]
     target = fuzz_targets.TARGETS[name]
-    args = [sys.argv[0]] + sys.argv[2:]
-    dirs = [a for a in args[1:] if not a.startswith("-")]
+    # libFuzzer's child processes run argv[0] through the shell: this interpreter, this file.
+    args = [f"{shlex.quote(sys.executable)} {shlex.quote(os.path.abspath(__file__))}", *rest]
+    dirs = [a for a in rest if not a.startswith("-")]
     scratch = None
     if not dirs:  # libFuzzer writes into its first directory: keep the seeds read-only
         scratch = tempfile.mkdtemp(prefix=f"fuzz-{name}-")
