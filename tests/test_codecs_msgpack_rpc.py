@@ -355,18 +355,18 @@ def test_announced_size_just_over_a_small_limit_fails_at_once() -> None:
         decoder.feed(bytes.fromhex("94 01 01 c0 d9 5f"))  # str8 of 95: 101 bytes
 
 
-def test_oversize_message_that_hides_its_size_fails_once_bytes_pass_the_limit() -> None:
-    # More leading elements than the header walker reads, then a string it never sees: the
-    # limit is then enforced by counting bytes, and no more than the limit is ever held.
+def test_oversize_message_behind_many_elements_fails_when_its_string_header_arrives() -> None:
+    # The walker reads every header of an unfinished message (it used to stop after 4096), so
+    # a string announced after 5000 small elements still fails on arrival of its header.
     message = encode_response(1, None, [0] * 5000 + ["x" * 20000])
     decoder = Decoder(max_message_size=10000)
     fed = 0
-    with pytest.raises(MessageTooLarge, match="already holds 10001 bytes"):
+    with pytest.raises(MessageTooLarge, match="announces at least 25010 bytes"):
         while True:
             decoder.feed(message[fed : fed + 1000])
             fed += 1000
             assert decoder.buffered <= 10000
-    assert fed == 10000
+    assert fed == 5000  # the feed of bytes 5000-5999 raised: the str header is at byte 5007
 
 
 # --- encoding errors ----------------------------------------------------------------------------
@@ -507,3 +507,80 @@ def test_arbitrary_bytes_give_messages_or_a_protocol_error(data: bytes) -> None:
     except ProtocolError:
         return
     assert all(type(m) in (Request, Response, Notification) for m in out)
+
+
+# --- object count (issue 17 item 1) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("piece", [None, 1, 7, 4096])
+@pytest.mark.parametrize("extra", [0, 1])
+def test_max_objects_counts_every_value_at_every_depth(piece, extra) -> None:
+    # [0, 1, "m", [[[] x n]]]: the message array, 0, 1, "m", params, the inner list, n lists.
+    most = 300
+    wire = encode_request(1, "m", [[[]] * (most - 6 + extra)])
+    decoder = Decoder(max_message_size=1 << 20, max_objects=most)
+    parts = [wire] if piece is None else [wire[i : i + piece] for i in range(0, len(wire), piece)]
+    if extra:
+        with pytest.raises(MessageTooLarge, match=r"more than max_objects \(300\) values"):
+            for part in parts:
+                decoder.feed(part)
+    else:
+        out = [m for part in parts for m in decoder.feed(part)]
+        assert out == [Request(1, "m", [[[]] * (most - 6)])]
+
+
+def test_array_bomb_fails_before_building_anything() -> None:
+    # 0xdd + 16 M + 0x90 x 16 M: 16 MiB that would become 16 M lists (1.2 GiB).
+    count = 16 * 1024 * 1024
+    bomb = b"\xdd" + count.to_bytes(4, "big") + b"\x90" * count
+    decoder = Decoder(max_message_size=len(bomb), max_objects=1000)
+    with pytest.raises(MessageTooLarge, match="max_objects"):
+        decoder.feed(bomb)
+    with pytest.raises(MessageTooLarge, match="already failed"):
+        decoder.feed(b"\x90")
+
+
+def test_idle_decoder_holds_no_buffer() -> None:
+    decoder = Decoder()
+    wire = encode_request(1, "m", [b"x" * 100_000])
+    assert decoder.feed(wire[:50_000]) == []
+    assert decoder._scanner is not None and decoder.buffered == 50_000
+    assert decoder.feed(wire[50_000:]) == [Request(1, "m", [b"x" * 100_000])]
+    assert decoder._scanner is None and decoder.buffered == 0
+    assert decoder.feed(wire + wire) == [Request(1, "m", [b"x" * 100_000])] * 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, None])
+def test_max_objects_must_be_a_positive_int(bad) -> None:
+    with pytest.raises(ValueError, match="max_objects"):
+        Decoder(max_objects=bad)  # type: ignore[arg-type]
+
+
+def _count_values(obj) -> int:
+    if isinstance(obj, list):
+        return 1 + sum(_count_values(v) for v in obj)
+    if isinstance(obj, dict):
+        return 1 + sum(_count_values(k) + _count_values(v) for k, v in obj.items())
+    return 1
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=40) | st.binary(max_size=300),
+    lambda inner: st.lists(inner, max_size=40) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=10),
+    max_leaves=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values, st.integers(1, 64))
+def test_walker_counts_every_value_and_finds_the_end(value, cut) -> None:
+    from dhaga.codecs._msgpack_rpc_decoder import _walk
+
+    wire = msgpack.packb(value, use_bin_type=True)
+    assert _walk(wire, 0, len(wire), 1, 0, 10**9) == (len(wire), 0, _count_values(value))
+    # Walked in two steps (the first stopping anywhere), it gives the same answer.
+    pos, owed, count = _walk(wire, 0, min(cut, len(wire)), 1, 0, 10**9)
+    assert _walk(wire, pos, len(wire), owed, count, 10**9) == (
+        len(wire), 0, _count_values(value))

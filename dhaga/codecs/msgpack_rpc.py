@@ -11,7 +11,11 @@ and `_msgpack_rpc_encoder` (the encode_* functions).
 
 from __future__ import annotations
 
-from dhaga.codecs._msgpack_rpc_decoder import DEFAULT_MAX_MESSAGE_SIZE, Decoder
+from dhaga.codecs._msgpack_rpc_decoder import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_OBJECTS,
+    Decoder,
+)
 from dhaga.codecs._msgpack_rpc_encoder import (
     encode_notification,
     encode_request,
@@ -27,6 +31,6 @@ from dhaga.codecs._msgpack_rpc_messages import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE", "MAX_MSGID", "Request", "Response", "Notification", "Message",
+    "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_MAX_OBJECTS", "MAX_MSGID", "Request", "Response", "Notification", "Message",
     "ExtHandle", "Decoder", "encode_request", "encode_response", "encode_notification",
 ]

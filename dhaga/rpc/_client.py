@@ -13,7 +13,7 @@ import ssl as _ssl
 from typing import Any, Callable, TypeVar
 
 from .. import net
-from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE
+from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OBJECTS
 from ..errors import ConnectionLost, Timeout
 from ..sync import Lock
 from ._connection import DEFAULT_WRITE_BUFFER_LIMIT, Connection
@@ -137,6 +137,7 @@ class Client:
         max_message_size: largest message accepted from the server, in bytes.
         write_buffer_limit: queued bytes above which callers wait for the socket.
         format_error: makes the error object sent when a handler registered here raises.
+        max_objects: most values (at every depth) one message from the server may hold.
     """
 
     def __init__(
@@ -150,8 +151,10 @@ class Client:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         write_buffer_limit: int = DEFAULT_WRITE_BUFFER_LIMIT,
         format_error: Callable[[Exception], Any] = format_error,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
     ) -> None:
         self.address = address
+        self.max_objects = max_objects
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
@@ -271,7 +274,8 @@ class Client:
                 raise ConnectionLost(f"{self!r} is closed")
             conn = Connection(sock, self.methods, peer=self.address,
                               max_message_size=self.max_message_size,
-                              write_buffer_limit=self.write_buffer_limit)
+                              write_buffer_limit=self.write_buffer_limit,
+                              max_objects=self.max_objects)
             conn.start()
             self.connections_opened += 1
             self._conn = conn

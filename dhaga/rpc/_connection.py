@@ -16,6 +16,16 @@ server's connection (``pause_reading``) also stops reading while replies are bac
 lets the handlers of each batch of requests run before it reads the next: a peer that sends
 requests but reads no replies then fills its own socket buffers, not our memory.
 
+Limits (a server's connections have them): at most ``max_in_flight`` handlers run per
+connection, and at most the permits of a ``limiter`` semaphore shared by every connection of a
+server. Requests read beyond that wait in ``_backlog`` and the reader stops reading until they
+have started, so a peer pipelining calls fills its own socket buffers; only while calls of ours
+wait for the peer's replies does it read on (up to ``max_in_flight`` waiting requests), so a
+handler calling back its client cannot deadlock on its own limit. When the connection ends,
+the request handlers still running are killed (``cancel_on_close``): nobody can get their
+replies. An ``idle_timeout`` closes a connection that received nothing for that long while it
+had no handler running and no call waiting.
+
 Pending calls are a dict msgid -> the caller's parking ticket (`dhaga._core.parking`). The caller removes its entry in a ``finally``,
 so a call that timed out or was killed leaves nothing behind, and its late reply finds no entry
 and is dropped. When the connection ends (EOF, a socket error, bytes that break the protocol, or
@@ -29,12 +39,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import socket as _socket
+from collections import deque
 from time import monotonic
 from typing import Any, Callable
 
-from .._core.parking import Slot, park, ticket, wake
 from ..codecs.msgpack_rpc import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_OBJECTS,
     MAX_MSGID,
     Decoder,
     Notification,
@@ -44,30 +56,46 @@ from ..codecs.msgpack_rpc import (
     encode_request,
     encode_response,
 )
+from .._core.parking import park, ticket, wake
 from ..errors import ConnectionLost, ProtocolError, Timeout
 from ..scheduler import Dhaga, current, get_scheduler, sleep
+from ..semaphores import Semaphore
 from ._methods import Methods, format_error
 from .errors import RemoteError
 
 __all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
 
-_TIMED_OUT = object()  # what `park` returns here when a timeout expired
 log = logging.getLogger("dhaga.rpc")
+
+_TIMED_OUT = object()  # what `park` returns here when a timeout expired
 
 #: Bytes queued for sending above which callers wait for the writer (backpressure).
 DEFAULT_WRITE_BUFFER_LIMIT = 4 * 1024 * 1024
 
-_RECV_SIZE = 256 * 1024
+_RECV_SIZE = 32 * 1024  # also the most the reader decodes before other peers get a turn
+# sleep(0) runs the other runnable dhagas but may not let the loop poll (a batch allows 512
+# such yields); any positive sleep takes one turn of the loop, so other peers are read too.
+_LOOP_TURN = 1e-6
+_GONE_CHECK = 0.5  # seconds between checks that a peer we are not reading is still there
+_TCP_INFO = getattr(_socket, "TCP_INFO", None)  # Linux
+_TCP_GONE = frozenset((7, 8, 9))  # TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK: the peer hung up
 _current: contextvars.ContextVar[Connection] = contextvars.ContextVar("dhaga_rpc_connection")
+
+
+def _peer_gone(sock: Any) -> bool:
+    """True when a TCP peer has closed or reset the connection (False when unknowable)."""
+    if _TCP_INFO is None or sock.family not in (_socket.AF_INET, _socket.AF_INET6):
+        return False
+    try:
+        return sock.getsockopt(_socket.IPPROTO_TCP, _TCP_INFO, 1)[0] in _TCP_GONE
+    except OSError:
+        return True
 
 
 def current_connection() -> Connection:
     """The connection whose request or notification the calling handler is serving.
 
     A handler uses it to call back the peer that called it (Neovim plugins do this).
-
-    Returns:
-        the `Connection` (use its ``call``/``notify`` to reach the caller).
 
     Raises:
         LookupError: the caller is not running an RPC handler.
@@ -91,6 +119,15 @@ class Connection:
             connections do, so a peer that sends requests but reads no replies cannot make
             the server queue replies without bound).
         on_close: called with the connection once, when it has ended.
+        max_objects: most values one message from the peer may hold.
+        max_in_flight: most handlers of this peer's requests and notifications running at
+            once; None for no limit. Past it the connection stops reading.
+        limiter: a semaphore shared with other connections (a server's), one permit per
+            running handler; None for none.
+        cancel_on_close: kill the request handlers still running when the connection ends.
+        idle_timeout: seconds without receiving anything, while no handler runs and no call
+            waits, after which the connection is closed; None (the default) never. It also
+            bounds how long the peer may leave a reply unread.
     """
 
     def __init__(
@@ -103,12 +140,30 @@ class Connection:
         write_buffer_limit: int = DEFAULT_WRITE_BUFFER_LIMIT,
         pause_reading: bool = False,
         on_close: Callable[[Connection], Any] | None = None,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_in_flight: int | None = None,
+        limiter: Semaphore | None = None,
+        cancel_on_close: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
+        if max_in_flight is not None and (type(max_in_flight) is not int or max_in_flight < 1):
+            raise ValueError(f"max_in_flight must be a positive int or None, got {max_in_flight!r}")
         self._sched = get_scheduler()
         self._sock = sock
         self._methods = methods
         self.peer = peer
-        self._decoder = Decoder(max_message_size)
+        self._decoder = Decoder(max_message_size, max_objects=max_objects)
+        self._max_in_flight = max_in_flight
+        self._running = 0  # handlers started and not finished
+        self._slot_freed: Semaphore | None = None  # only while the reader waits for a slot
+        # Requests read on while calls of ours wait for replies (at most): see _start_backlog.
+        self._max_backlog = max(1024, 2 * (max_in_flight or 0))
+        self._limiter = limiter
+        # Requests read and not started yet; made when needed (an idle connection has none).
+        self._backlog: deque[Request | Notification] | None = None
+        self._calls: set[Dhaga] = set()  # the request handlers running
+        self._cancel = cancel_on_close
+        self._idle_timeout = idle_timeout
         self._wlimit = write_buffer_limit
         self._pause_reading = pause_reading
         self._on_close = on_close
@@ -117,15 +172,13 @@ class Connection:
         self._tasks: set[Dhaga] = set()
         self._wbuf: list[bytes] = []
         self._wbytes = 0
-        self._drain_waiters: list[tuple[Any, int]] = []
-        self._writer_idle = False
-        self._writer_slot = Slot()  # where the writer parks while the buffer is empty
+        self._drain_waiters: list[Any] = []  # parking tickets
+        self._writer_idle = True  # no writer dhaga: one is started when there is data
         self._writing = False
         self._closed = False
         self.close_reason: BaseException | None = None
         self._reader: Dhaga | None = None
-        self._writer = self._sched.spawn(self._write_loop)
-        self._writer.name = f"rpc-writer-{peer}"
+        self._writer: Dhaga | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"pending={len(self._pending)}"
@@ -191,10 +244,6 @@ class Connection:
 
         Returns once the message is queued; `close` still sends it.
 
-        Args:
-            method: the peer's method name.
-            *args: its parameters (any msgpack-serialisable values).
-
         Raises:
             ConnectionLost: the connection has ended.
             TypeError: a parameter has no msgpack form.
@@ -227,11 +276,7 @@ class Connection:
 
     # ------------------------------------------------------------------ the reader
     def start(self) -> Dhaga:
-        """Start the reader in a new dhaga; returns it.
-
-        Returns:
-            the reader's `Dhaga`.
-        """
+        """Start the reader in a new dhaga; returns it."""
         self._reader = self._sched.spawn(self.serve)
         self._reader.name = f"rpc-reader-{self.peer}"
         return self._reader
@@ -245,13 +290,25 @@ class Connection:
         recv = self._sock.recv
         feed = self._decoder.feed
         pending = self._pending
-        spawn = self._spawn
+        idle = self._idle_timeout
+        if idle is not None:
+            self._sock.settimeout(idle)
         reason: BaseException | None = None
         try:
             while True:
                 if pause and (self._wbytes > self._wlimit or self._drain_waiters):
                     self._wait_drained(None, idle=True)  # the peer reads no replies
-                data = recv(_RECV_SIZE)
+                if self._backlog:
+                    self._start_backlog(block=True)
+                try:
+                    data = recv(_RECV_SIZE)
+                except TimeoutError:
+                    if idle is None or self._tasks or pending or self._wbuf or self._backlog:
+                        continue  # busy, not idle: keep waiting
+                    log.debug("closing rpc connection with %s: idle for %ss", self.peer, idle)
+                    reason = ConnectionLost(f"closed the connection with {self.peer}: "
+                                            f"nothing received for {idle}s (idle_timeout)")
+                    return
                 if not data:
                     if self._decoder.buffered:
                         reason = ConnectionLost(
@@ -260,6 +317,7 @@ class Connection:
                         reason = ConnectionLost(f"peer {self.peer} closed the connection")
                     return
                 requests = False
+                backlog = self._backlog
                 for msg in feed(data):
                     kind = type(msg)
                     if kind is Response:
@@ -271,28 +329,96 @@ class Connection:
                             wake(entry, msg.result)
                         else:
                             wake(entry, None, RemoteError(msg.error))
-                    elif kind is Request:
-                        spawn(self._run_request, msg)
-                        requests = True
                     else:
-                        spawn(self._run_notification, msg)
-                if pause and requests:
+                        if backlog is None:
+                            backlog = self._backlog = deque()
+                        backlog.append(msg)
+                        requests = True
+                if backlog:
+                    self._start_backlog(block=False)
+                if len(data) == _RECV_SIZE:  # more is waiting: let the loop poll, others run
+                    sleep(_LOOP_TURN)
+                elif pause and requests:
                     sleep(0)  # let those handlers run (and queue replies) before reading more
         except ProtocolError as exc:
-            if not self._closed:
-                log.warning("closing rpc connection with %s: %s", self.peer, exc)
-            reason = exc
+            if not self._closed:  # the text, not exc: a kept record would keep its frames
+                log.warning("closing rpc connection with %s: %s", self.peer, str(exc))
+            reason = exc.with_traceback(None)  # kept in close_reason: no frames, no buffers
         except OSError as exc:
-            reason = exc
+            reason = exc.with_traceback(None)
         finally:
             self._shutdown(reason)
 
-    def _spawn(self, fn: Callable[..., Any], msg: Any) -> None:
-        d = self._sched.spawn(fn, msg)
-        self._tasks.add(d)
-        d.add_done_callback(self._tasks.discard)
+    def _start_backlog(self, block: bool) -> None:
+        """Start the handlers of the requests read and not started yet, oldest first.
+
+        With ``block``, wait for slots, unless calls of ours wait for the peer's replies and
+        fewer than ``max_in_flight`` requests wait: then the reader must read on.
+        """
+        backlog = self._backlog
+        most, limiter = self._max_in_flight, self._limiter
+        while backlog:
+            wait = block and (not self._pending or len(backlog) >= self._max_backlog)
+            if most is not None and self._running >= most:
+                if not wait:
+                    return
+                # Wait for a handler to finish (it releases this), then look again.
+                freed = self._slot_freed = Semaphore(0)
+                try:
+                    if not self._acquire(freed, True):
+                        return
+                finally:
+                    self._slot_freed = None
+                continue
+            if limiter is not None and not self._acquire(limiter, wait):
+                return
+            if self._closed or backlog is not self._backlog or not backlog:  # ended meanwhile
+                if limiter is not None:
+                    limiter.release()
+                return
+            msg = backlog.popleft()
+            self._running += 1
+            if type(msg) is Request:
+                d = self._sched.spawn(self._run_request, msg)
+                self._calls.add(d)
+            else:
+                d = self._sched.spawn(self._run_notification, msg)
+            self._tasks.add(d)
+            d.add_done_callback(self._handler_done)
+        if backlog is self._backlog:
+            self._backlog = None  # all started: an idle connection keeps no deque
+
+    def _acquire(self, sem: Semaphore, wait: bool) -> bool:
+        """Take a permit of ``sem``; while waiting for one, notice a peer that has hung up.
+
+        The reader does not read while it waits, so it would not see the peer's EOF behind
+        the requests still unread; TCP's own state (CLOSE_WAIT once the peer's FIN came) does.
+
+        Raises:
+            ConnectionLost: the peer hung up meanwhile.
+        """
+        if not wait:
+            return sem.acquire(False)
+        while not sem.acquire(timeout=_GONE_CHECK):
+            if _peer_gone(self._sock):
+                raise ConnectionLost(f"peer {self.peer} closed the connection")
+            if self._pending and len(self._backlog or ()) < self._max_backlog:
+                return False  # a handler called the peer meanwhile: read its reply
+        return True
+
+    def _handler_done(self, d: Dhaga) -> None:
+        self._tasks.discard(d)
+        self._calls.discard(d)
+        self._running -= 1
+        if self._slot_freed is not None:
+            self._slot_freed.release()
+        if self._limiter is not None:
+            self._limiter.release()
+        if self._backlog and not self._closed:  # the reader may be in recv (see _acquire)
+            self._start_backlog(block=False)
 
     def _run_request(self, req: Request) -> None:
+        _current.set(self)  # started by the reader, or by a finished handler's callback
         fn = self._methods.get(req.method)
         result = error = None
         if fn is None:
@@ -323,6 +449,7 @@ class Connection:
         self._queue(data)
 
     def _run_notification(self, note: Notification) -> None:
+        _current.set(self)
         fn = self._methods.get(note.method)
         if fn is None:
             log.warning("no handler for notification %r from %s", note.method, self.peer)
@@ -336,20 +463,18 @@ class Connection:
     def _queue(self, data: bytes) -> None:
         self._wbuf.append(data)
         self._wbytes += len(data)
-        if self._writer_idle:
+        if self._writer_idle:  # an idle connection keeps no writer dhaga (nor its stack)
             self._writer_idle = False
-            self._writer_slot.wake()
+            self._writer = self._sched.spawn(self._write_loop)
 
     def _write_loop(self) -> None:
-        slot = self._writer_slot
         sock = self._sock
         buf = self._wbuf
         try:
             while True:
                 if not buf:
-                    self._writer_idle = True
-                    slot.park()
-                    continue
+                    self._writer_idle = True  # the next _queue starts another writer
+                    return
                 data = buf[0] if len(buf) == 1 else b"".join(buf)
                 buf.clear()
                 self._wbytes = 0
@@ -408,10 +533,15 @@ class Connection:
             wake(t)
         self._wbuf.clear()
         self._wbytes = 0
+        self._backlog = None
         me = current()
         for d in (self._writer, self._reader):
             if d is not None and d is not me and not d.done():
                 d.kill(block=False)
+        if self._cancel:  # nobody can get their replies now
+            for d in list(self._calls):
+                if d is not me:
+                    d.kill(block=False)
         self._sock.close()
         if self._on_close is not None:
             try:

@@ -13,15 +13,21 @@ from typing import Any, Callable, TypeVar
 
 from .. import net
 from .._io.listen import bind
-from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE
+from ..codecs.msgpack_rpc import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OBJECTS
 from ..errors import Timeout
 from ..group import joinall
 from ..scheduler import current
+from ..semaphores import Semaphore
 from ..sync import Event
 from ._connection import DEFAULT_WRITE_BUFFER_LIMIT, Connection, log
 from ._methods import Methods, format_error
 
-__all__ = ["Server"]
+__all__ = ["Server", "DEFAULT_MAX_IN_FLIGHT", "DEFAULT_MAX_IN_FLIGHT_TOTAL"]
+
+#: Handlers one connection may have running at once, by default (past it, it is not read).
+DEFAULT_MAX_IN_FLIGHT = 1000
+#: Handlers a server may have running at once over all its connections, by default.
+DEFAULT_MAX_IN_FLIGHT_TOTAL = 10_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +59,15 @@ class Server:
         write_buffer_limit: bytes queued per connection above which handlers wait to reply.
         format_error: makes the error object sent for a handler's exception; the default
             sends ``[type name, message]``, `neovim_error` what Neovim expects.
+        max_objects: most values (at every depth) one message from a client may hold.
+        max_in_flight: most requests and notifications of one connection being handled at
+            once (default 1,000); past it the server stops reading that connection until one
+            finishes, so a client pipelining calls fills its own socket buffers. None: no limit.
+        max_in_flight_total: the same over every connection (default 10,000); None: no limit.
+        cancel_on_disconnect: kill the handlers of a client's requests when its connection
+            ends (its replies could not be sent); notifications' handlers run on.
+        idle_timeout: close a connection that sent nothing for this many seconds while none of
+            its requests was running; None (the default) never does.
     """
 
     def __init__(
@@ -61,9 +76,20 @@ class Server:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         write_buffer_limit: int = DEFAULT_WRITE_BUFFER_LIMIT,
         format_error: Callable[[Exception], Any] = format_error,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_in_flight: int | None = DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight_total: int | None = DEFAULT_MAX_IN_FLIGHT_TOTAL,
+        cancel_on_disconnect: bool = True,
+        idle_timeout: float | None = None,
     ) -> None:
         self.max_message_size = max_message_size
         self.write_buffer_limit = write_buffer_limit
+        self.max_objects = max_objects
+        self.max_in_flight = max_in_flight
+        self.max_in_flight_total = max_in_flight_total
+        self.cancel_on_disconnect = cancel_on_disconnect
+        self.idle_timeout = idle_timeout
+        self._limiter = None if max_in_flight_total is None else Semaphore(max_in_flight_total)
         self.methods = Methods(format_error)
         self._listeners: list[Any] = []
         self._addresses: list[Any] = []
@@ -243,7 +269,10 @@ class Server:
         conn = Connection(sock, self.methods, peer=addr,
                           max_message_size=self.max_message_size,
                           write_buffer_limit=self.write_buffer_limit, pause_reading=True,
-                          on_close=self._connections.discard)
+                          on_close=self._connections.discard, max_objects=self.max_objects,
+                          max_in_flight=self.max_in_flight, limiter=self._limiter,
+                          cancel_on_close=self.cancel_on_disconnect,
+                          idle_timeout=self.idle_timeout)
         self._connections.add(conn)
         log.debug("rpc connection from %s", addr)
         conn.serve()
