@@ -44,6 +44,7 @@ from collections import deque
 from time import monotonic
 from typing import Any, Callable
 
+from .._core.parking import park, ticket, wake
 from ..codecs.msgpack_rpc import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_OBJECTS,
@@ -56,7 +57,6 @@ from ..codecs.msgpack_rpc import (
     encode_request,
     encode_response,
 )
-from .._core.parking import park, ticket, wake
 from ..errors import ConnectionLost, ProtocolError, Timeout
 from ..scheduler import Dhaga, current, get_scheduler, sleep
 from ..semaphores import Semaphore
