@@ -73,11 +73,18 @@ def _wait_ready(fd: int, want: int, timeout: float | None) -> int:
     return _select_ready(fd, want, 0)
 
 
-def _select_ready(fd: int, want: int, timeout: float | None) -> int:
-    from .monkey import original
+#: The real ``select.select``, handed over by `patch_psycopg` (dhaga.monkey keeps the originals;
+#: this module does not import it, so the two form no import cycle).
+_real_select: Callable[..., Any] | None = None
 
-    r, w, _ = original("select", "select")([fd] if want & 1 else [], [fd] if want & 2 else [],
-                                           [], timeout)
+
+def _select_ready(fd: int, want: int, timeout: float | None) -> int:
+    real = _real_select
+    if real is None:  # patched through a path that did not hand it over: select is unpatched
+        import select
+
+        real = select.select
+    r, w, _ = real([fd] if want & 1 else [], [fd] if want & 2 else [], [], timeout)
     return (1 if r else 0) | (2 if w else 0)
 
 
@@ -331,8 +338,16 @@ def _patch_psycopg2(set_: Setter) -> Callable[[types.ModuleType], None]:
     return hook
 
 
-def patch_psycopg(set_: Setter) -> None:
-    """Patch psycopg2 and psycopg 3 now, or when each is first imported."""
+def patch_psycopg(set_: Setter, real_select: Callable[..., Any] | None = None) -> None:
+    """Patch psycopg2 and psycopg 3 now, or when each is first imported.
+
+    Args:
+        set_: how to replace an attribute (dhaga.monkey's, which remembers the original).
+        real_select: the unpatched ``select.select``, for a wait that must block the thread.
+    """
+    global _real_select
+    if real_select is not None:
+        _real_select = real_select
     when_imported("psycopg2", _patch_psycopg2(set_))
     when_imported("psycopg", _patch_psycopg3(set_))
 

@@ -292,7 +292,7 @@ def patch_psycopg() -> None:
     """
     from . import _monkey_drivers
 
-    _monkey_drivers.patch_psycopg(_set)
+    _monkey_drivers.patch_psycopg(_set, original("select", "select"))
     _patched.add("psycopg")
 
 
