@@ -191,11 +191,21 @@ class TaskPool(base.BasePool):
             runner.join(5.0)
 
     def grow(self, n: int = 1) -> None:
+        """Allow ``n`` more tasks at once (Celery's ``--autoscale`` and ``pool_grow``).
+
+        Args:
+            n: how many more.
+        """
         self.limit += n
         while self._queue and len(self._runners) < self.limit:
             self._runners.add(_scheduler.spawn(self._runner))
 
     def shrink(self, n: int = 1) -> None:
+        """Allow ``n`` fewer tasks at once (never fewer than one); running tasks finish.
+
+        Args:
+            n: how many fewer.
+        """
         self.limit = max(1, self.limit - n)  # runners over the limit end after their job
 
     def restart(self) -> None:
