@@ -20,14 +20,20 @@ def loop():
     lp.close()
 
 
-def run_until(loop, predicate, limit=10_000):
-    """Run loop iterations until ``predicate()``; bounded by ``limit`` iterations."""
-    for _ in range(limit):
+def run_until(loop, predicate, seconds=10.0):
+    """Run loop iterations until ``predicate()``; bounded by ``seconds`` of wall time.
+
+    Bounded by time, not by a count of iterations: an idle iteration can take a microsecond,
+    so any count small enough to bound the test could end before a 30 ms timer is due.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if predicate():
             return
         loop.call_soon(loop.stop)
         loop.run_forever()
-    raise AssertionError("condition not met")
+    if not predicate():
+        raise AssertionError("condition not met")
 
 
 def test_timers_fire_in_deadline_order_whatever_the_order_added(loop):
