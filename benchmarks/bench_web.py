@@ -26,6 +26,7 @@ times the HTTP head parser against Tornado's, alone and in the server (hello wor
 browser-like heads, Tornado's parser swapped in). Usage::
 
     python benchmarks/bench_web.py [--duration 5] [--rounds 3] [--apps hello,wait10@1000]
+                                   [--servers granian,dhaga] [--compare ../main-checkout]
                                    [--parser] [--json out.json]
 """
 
@@ -254,7 +255,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
+def server_commands(app: str, compare: list[str] | None = None) -> dict[str, tuple[list[str], str, dict]]:
+    """The servers to measure; ``compare``: other dhaga trees, run as extra dhaga.web rows."""
     py = sys.executable
     spec = f"{HERE}:{app}_app"
     listening = r"on http://127\.0\.0\.1:(\d+)"
@@ -266,6 +268,9 @@ def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
                                "--loop", "asyncio"], listening, {"BENCH_GREEN": "dhaga"}),
         "dhaga.web uvloop": ([py, "-m", "dhaga.web", spec, "--bind", "127.0.0.1:0",
                               "--loop", "uvloop"], listening, {"BENCH_GREEN": "dhaga"}),
+        "dhaga.web --processes 2": ([py, "-m", "dhaga.web", spec, "--bind", "127.0.0.1:0",
+                                     "--loop", "asyncio", "--processes", "2"], listening,
+                                    {"BENCH_GREEN": "dhaga"}),
         "gevent.pywsgi": ([py, __file__, "--serve", app], r"listening on (\d+)", {}),
         "gunicorn -k gevent": (gunicorn + ["--log-level", "info", "-k", "gevent", spec],
                                gunicorn_at, {"BENCH_GREEN": "gevent"}),
@@ -275,6 +280,11 @@ def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
                           "--port", "{port}", "--workers", "1", "--backlog", "1024",
                           "--no-access-log", spec], r"Started worker-1", {}),
     }
+    for tree in compare or []:
+        label = Path(tree).name
+        cmds[f"dhaga.web {label}"] = (
+            cmds["dhaga.web asyncio"][0], listening,
+            {"BENCH_GREEN": "dhaga", "PYTHONPATH": str(Path(tree).resolve())})
     return cmds
 
 
@@ -351,7 +361,10 @@ def bench_app(spec: str, args: argparse.Namespace) -> tuple[dict, dict, dict]:
     cpu: dict[str, list[float]] = {}
     p99: dict[str, list[float]] = {}
     try:
-        cmds = server_commands(app)
+        cmds = server_commands(app, args.compare)
+        if args.servers:
+            wanted = args.servers.split(",")
+            cmds = {k: v for k, v in cmds.items() if any(w in k for w in wanted)}
         for rnd in range(args.rounds):
             for name, (cmd, pattern, extra) in cmds.items():
                 if name.startswith("gunicorn") and not _importable("gunicorn"):
@@ -457,6 +470,10 @@ def main() -> int:
                     default=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
                     help="server on CPU 0, wrk (and the delay server) on CPU 1 (default if "
                          "there are 2 CPUs and taskset)")
+    ap.add_argument("--servers", help="comma-separated: only the servers whose name holds one")
+    ap.add_argument("--compare", action="append", metavar="DIR",
+                    help="also run the dhaga.web of another source tree (a checkout of main, "
+                         "say) as a row named after DIR; repeatable")
     ap.add_argument("--json", help="write the raw figures here")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -489,7 +506,8 @@ def main() -> int:
             print(f"  {name:<22}{rps:>10,.0f}{cpu_medians[name]:>12.1f}{p99_medians[name]:>9.1f}")
         peers = ["gevent.pywsgi", "gunicorn -k gevent"] if app == "hello" else ["gevent.pywsgi"]
         peers.append("granian WSGI")
-        for mine in ("dhaga.web asyncio", "dhaga.web uvloop"):
+        for mine in ("dhaga.web asyncio", "dhaga.web uvloop", "dhaga.web --processes 2",
+                     "gunicorn -k dhaga"):
             for peer in peers:
                 if mine in medians and peer in medians:
                     print(f"  {mine} / {peer}: {medians[mine] / medians[peer]:.2f}x req/s, "
