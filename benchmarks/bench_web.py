@@ -11,7 +11,8 @@ Three applications, each served by one process:
   alone, it manages fewer than 10,000 round trips a second with 100 connections (about 8,000
   here), which caps every server's figure.
 
-Servers: dhaga.web (``python -m dhaga.web``) on asyncio's loop and on uvloop, gevent.pywsgi
+Servers: dhaga.web (``python -m dhaga.web``) on asyncio's loop and on uvloop, and with
+``--processes 2`` (two workers sharing the server's CPU: the supervisor's path), gevent.pywsgi
 (with TCP_NODELAY on each connection, as dhaga.web sets it), gunicorn with one gevent worker,
 gunicorn with one dhaga.web.GunicornWorker, and granian (Rust; one worker, its WSGI interface
 running the application in its blocking threads; skipped if it is not installed). Every server
@@ -21,7 +22,8 @@ has ``wait10@1000``: 1,000 connections each waiting 10 ms, a ceiling of 100k req
 shows the median requests per second of the rounds, the server's CPU time per request (user +
 system, of the server's processes: steadier than throughput on a busy machine, where wrk, the
 server and the delay server compete for the same CPUs), wrk's p99 latency, and the ratios the
-goals name. ``--parser`` also
+goals name. ``--compare DIR`` adds the dhaga.web of another source tree (a checkout of main,
+say) as a row, for before/after figures from the same rounds. ``--parser`` also
 times the HTTP head parser against Tornado's, alone and in the server (hello world with
 browser-like heads, Tornado's parser swapped in). Usage::
 
