@@ -93,6 +93,20 @@ def test_a_response_larger_than_the_socket_buffer_arrives_whole_and_keeps_the_co
     conn.close()
 
 
+def test_written_bytearrays_and_memoryviews_arrive_intact(serve):
+    def app(env, start_response):
+        write = start_response("200 OK", [("Content-Length", "9")])
+        write(bytearray(b"abc"))
+        write(memoryview(b"def"))
+        return [b"ghi"]
+
+    srv = serve(app)
+    conn = client(srv)
+    assert fetch(conn)[:2] == (200, b"abcdefghi")
+    assert fetch(conn)[:2] == (200, b"abcdefghi")  # and the connection is still usable
+    conn.close()
+
+
 def test_connections_use_tcp_nodelay(serve):
     flags = []
 

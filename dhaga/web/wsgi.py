@@ -279,7 +279,7 @@ class _Connection:
 
     def sendall(self, data: bytes) -> None:
         raw = self.raw_send
-        if raw is not None:
+        if raw is not None and type(data) is bytes:  # a view's len() may count items, not bytes
             try:
                 sent = raw(self.sock, data)
             except BlockingIOError:
