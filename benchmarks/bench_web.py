@@ -11,7 +11,8 @@ Three applications, each served by one process:
   alone, it manages fewer than 10,000 round trips a second with 100 connections (about 8,000
   here), which caps every server's figure.
 
-Servers: dhaga.web (``python -m dhaga.web``) on asyncio's loop and on uvloop, gevent.pywsgi
+Servers: dhaga.web (``python -m dhaga.web``) on asyncio's loop and on uvloop, and with
+``--processes 2`` (two workers sharing the server's CPU: the supervisor's path), gevent.pywsgi
 (with TCP_NODELAY on each connection, as dhaga.web sets it), gunicorn with one gevent worker,
 gunicorn with one dhaga.web.GunicornWorker, and granian (Rust; one worker, its WSGI interface
 running the application in its blocking threads; skipped if it is not installed). Every server
@@ -21,11 +22,13 @@ has ``wait10@1000``: 1,000 connections each waiting 10 ms, a ceiling of 100k req
 shows the median requests per second of the rounds, the server's CPU time per request (user +
 system, of the server's processes: steadier than throughput on a busy machine, where wrk, the
 server and the delay server compete for the same CPUs), wrk's p99 latency, and the ratios the
-goals name. ``--parser`` also
+goals name. ``--compare DIR`` adds the dhaga.web of another source tree (a checkout of main,
+say) as a row, for before/after figures from the same rounds. ``--parser`` also
 times the HTTP head parser against Tornado's, alone and in the server (hello world with
 browser-like heads, Tornado's parser swapped in). Usage::
 
     python benchmarks/bench_web.py [--duration 5] [--rounds 3] [--apps hello,wait10@1000]
+                                   [--servers granian,dhaga] [--compare ../main-checkout]
                                    [--parser] [--json out.json]
 """
 
@@ -254,7 +257,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
+def server_commands(app: str, compare: list[str] | None = None) -> dict[str, tuple[list[str], str, dict]]:
+    """The servers to measure; ``compare``: other dhaga trees, run as extra dhaga.web rows."""
     py = sys.executable
     spec = f"{HERE}:{app}_app"
     listening = r"on http://127\.0\.0\.1:(\d+)"
@@ -266,6 +270,9 @@ def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
                                "--loop", "asyncio"], listening, {"BENCH_GREEN": "dhaga"}),
         "dhaga.web uvloop": ([py, "-m", "dhaga.web", spec, "--bind", "127.0.0.1:0",
                               "--loop", "uvloop"], listening, {"BENCH_GREEN": "dhaga"}),
+        "dhaga.web --processes 2": ([py, "-m", "dhaga.web", spec, "--bind", "127.0.0.1:0",
+                                     "--loop", "asyncio", "--processes", "2"], listening,
+                                    {"BENCH_GREEN": "dhaga"}),
         "gevent.pywsgi": ([py, __file__, "--serve", app], r"listening on (\d+)", {}),
         "gunicorn -k gevent": (gunicorn + ["--log-level", "info", "-k", "gevent", spec],
                                gunicorn_at, {"BENCH_GREEN": "gevent"}),
@@ -275,6 +282,11 @@ def server_commands(app: str) -> dict[str, tuple[list[str], str, dict]]:
                           "--port", "{port}", "--workers", "1", "--backlog", "1024",
                           "--no-access-log", spec], r"Started worker-1", {}),
     }
+    for tree in compare or []:
+        label = Path(tree).name
+        cmds[f"dhaga.web {label}"] = (
+            cmds["dhaga.web asyncio"][0], listening,
+            {"BENCH_GREEN": "dhaga", "PYTHONPATH": str(Path(tree).resolve())})
     return cmds
 
 
@@ -351,7 +363,10 @@ def bench_app(spec: str, args: argparse.Namespace) -> tuple[dict, dict, dict]:
     cpu: dict[str, list[float]] = {}
     p99: dict[str, list[float]] = {}
     try:
-        cmds = server_commands(app)
+        cmds = server_commands(app, args.compare)
+        if args.servers:
+            wanted = args.servers.split(",")
+            cmds = {k: v for k, v in cmds.items() if any(w in k for w in wanted)}
         for rnd in range(args.rounds):
             for name, (cmd, pattern, extra) in cmds.items():
                 if name.startswith("gunicorn") and not _importable("gunicorn"):
@@ -457,6 +472,10 @@ def main() -> int:
                     default=(os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None,
                     help="server on CPU 0, wrk (and the delay server) on CPU 1 (default if "
                          "there are 2 CPUs and taskset)")
+    ap.add_argument("--servers", help="comma-separated: only the servers whose name holds one")
+    ap.add_argument("--compare", action="append", metavar="DIR",
+                    help="also run the dhaga.web of another source tree (a checkout of main, "
+                         "say) as a row named after DIR; repeatable")
     ap.add_argument("--json", help="write the raw figures here")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -489,7 +508,8 @@ def main() -> int:
             print(f"  {name:<22}{rps:>10,.0f}{cpu_medians[name]:>12.1f}{p99_medians[name]:>9.1f}")
         peers = ["gevent.pywsgi", "gunicorn -k gevent"] if app == "hello" else ["gevent.pywsgi"]
         peers.append("granian WSGI")
-        for mine in ("dhaga.web asyncio", "dhaga.web uvloop"):
+        for mine in ("dhaga.web asyncio", "dhaga.web uvloop", "dhaga.web --processes 2",
+                     "gunicorn -k dhaga"):
             for peer in peers:
                 if mine in medians and peer in medians:
                     print(f"  {mine} / {peer}: {medians[mine] / medians[peer]:.2f}x req/s, "

@@ -78,6 +78,35 @@ def test_keep_alive_serves_many_requests_on_one_connection(serve):
     assert len(set(ports)) == 1 and srv.requests == 5
 
 
+def test_a_response_larger_than_the_socket_buffer_arrives_whole_and_keeps_the_connection(serve):
+    big = bytes(range(256)) * (16 << 10)  # 4 MiB: the first send cannot take it all
+
+    def app(env, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [big] if env["PATH_INFO"] == "/big" else [b"small"]
+
+    srv = serve(app)
+    conn = client(srv)
+    status, body = fetch(conn, "/big")[:2]
+    assert status == 200 and body == big
+    assert fetch(conn, "/small")[:2] == (200, b"small")
+    conn.close()
+
+
+def test_written_bytearrays_and_memoryviews_arrive_intact(serve):
+    def app(env, start_response):
+        write = start_response("200 OK", [("Content-Length", "9")])
+        write(bytearray(b"abc"))
+        write(memoryview(b"def"))
+        return [b"ghi"]
+
+    srv = serve(app)
+    conn = client(srv)
+    assert fetch(conn)[:2] == (200, b"abcdefghi")
+    assert fetch(conn)[:2] == (200, b"abcdefghi")  # and the connection is still usable
+    conn.close()
+
+
 def test_connections_use_tcp_nodelay(serve):
     flags = []
 

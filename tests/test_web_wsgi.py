@@ -136,6 +136,26 @@ def test_response_headers_repeated_on_a_connection_are_still_checked_and_current
     assert "X-Evil" not in r[4].headers
 
 
+def test_a_reused_response_head_follows_the_date_keep_alive_length_and_method(monkeypatch):
+    from dhaga.web import response
+
+    dates = iter(["Mon, 01 Jan 2024 00:00:00 GMT"] * 2 + ["Mon, 01 Jan 2024 00:00:01 GMT"] * 9)
+    monkeypatch.setattr(response, "http_date", lambda: next(dates))
+    sizes = iter([2, 2, 2, 3, 3, 3])
+
+    def app(env, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])  # the same every time
+        return [b"x" * next(sizes)]
+
+    head = b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n"
+    sock = serve(app, get() + get() + get() + get() + head + get("", b"Connection: close\r\n"))
+    r = replies(sock.sent, "GET", "GET", "GET", "GET", "HEAD", "GET")
+    assert [x.headers["Date"][-12:] for x in r] == ["00:00:00 GMT"] * 2 + ["00:00:01 GMT"] * 4
+    assert [x.headers["Content-Length"] for x in r] == ["2", "2", "2", "3", "3", "3"]
+    assert [x.body for x in r] == [b"xx"] * 3 + [b"xxx", b"", b"xxx"]
+    assert [x.will_close for x in r] == [False] * 5 + [True]
+
+
 # ---------------------------------------------------------------------- start_response
 def test_a_list_goes_out_in_one_send_with_a_computed_length():
     sock = serve(hello, get("abc", b"Connection: close\r\n"))

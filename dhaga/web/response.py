@@ -65,7 +65,7 @@ class Response:
 
     __slots__ = ("send", "stopping", "memo", "is_head", "version", "keep_alive", "status", "status_code",
                  "header_text", "length", "has_date", "head_sent", "chunked", "sends_body",
-                 "body_sent", "bytes_sent", "unread_body")
+                 "body_sent", "bytes_sent", "unread_body", "heads")
 
     def __init__(self, send: Callable[[bytes], Any], stopping: Callable[[], bool], is_head: bool,
                  version: str, keep_alive: bool, memo: list | None = None) -> None:
@@ -87,6 +87,8 @@ class Response:
         self.bytes_sent = 0
         #: The request body, when the application may leave part of it unread.
         self.unread_body: Any = None
+        #: The encoded heads sent with this status and headers (kept in the memo), or None.
+        self.heads: dict | None = None
 
     # ------------------------------------------------------------------ PEP 3333
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -113,7 +115,7 @@ class Response:
             raise TypeError(f"the status must be a str, not {type(status).__name__}")
         memo = self.memo
         if memo and type(headers) is list and status == memo[0] and headers == memo[1]:
-            _, _, code, self.header_text, self.length, self.has_date, close = memo
+            _, _, code, self.header_text, self.length, self.has_date, close, self.heads = memo
             if close:
                 self.keep_alive = False
             self.status = status
@@ -173,7 +175,9 @@ class Response:
         self.sends_body = not self.is_head and code not in _NO_BODY
         if memo is not None:
             # tuples of str only: a pair the application could change later never matches
-            memo[:] = (status, [tuple(h) for h in headers], code, text, length, has_date, close)
+            self.heads = heads = {}
+            memo[:] = (status, [tuple(h) for h in headers], code, text, length, has_date, close,
+                       heads)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -208,10 +212,32 @@ class Response:
 
     # ------------------------------------------------------------------ sending
     def _head(self, body_length: int | None) -> bytes:
-        """The response head; decides the framing. ``body_length``: the whole body's size."""
+        """The response head; decides the framing. ``body_length``: the whole body's size.
+
+        A response with the status and headers of the connection's previous one reuses its
+        encoded head when the rest of what the head depends on is the same too (the body's
+        length, keep-alive, the request's version and method, the ``Date`` second).
+        """
+        keep = self.keep_alive
+        if keep:
+            unread = self.unread_body
+            if self.stopping() or unread is not None and unread.must_close():
+                keep = self.keep_alive = False
+        date = "" if self.has_date else http_date()
+        heads = self.heads
+        if heads is not None:
+            key = (body_length, keep, self.version, self.is_head)
+            hit = heads.get(key)
+            if hit is not None and hit[0] is date:  # http_date() gives one str per second
+                self.head_sent = True
+                if hit[2]:
+                    self.chunked = True
+                if not hit[3]:
+                    self.keep_alive = False
+                return hit[1]
         parts = ["HTTP/1.1 ", self.status, "\r\n", self.header_text]  # type: ignore[list-item]
-        if not self.has_date:
-            parts.append(f"Date: {http_date()}\r\n")
+        if date:
+            parts.append(f"Date: {date}\r\n")
         code = self.status_code
         if code not in _NO_BODY and self.length is None:
             if body_length is not None:
@@ -223,10 +249,6 @@ class Response:
                 parts.append("Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # the end of the body is the end of the connection
-        if self.keep_alive:
-            unread = self.unread_body
-            if self.stopping() or unread is not None and unread.must_close():
-                self.keep_alive = False
         if not self.keep_alive:
             parts.append("Connection: close\r\n\r\n")
         elif self.version == "HTTP/1.0":
@@ -234,7 +256,12 @@ class Response:
         else:
             parts.append("\r\n")
         self.head_sent = True
-        return "".join(parts).encode("latin-1")
+        head = "".join(parts).encode("latin-1")
+        if heads is not None:
+            if len(heads) >= 8:
+                heads.clear()  # bounded: stale Date seconds, many body lengths
+            heads[key] = (date, head, self.chunked, self.keep_alive)
+        return head
 
     def send_list(self, result: list) -> None:
         """Send a response the application returned as a list, in one ``sendall``."""

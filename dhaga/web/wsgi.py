@@ -37,12 +37,14 @@ This module must not know how connections are accepted, nor about processes or s
 
 from __future__ import annotations
 
+import _socket
 import logging
 import socket as _stdsocket
 import sys
 from time import monotonic, perf_counter, strftime
 from typing import Any, Callable, Iterable
 
+from ..net import socket as _green_socket
 from ..scheduler import sleep
 from .body import EMPTY_INPUT, Input
 from .environ import environ_for
@@ -73,6 +75,7 @@ DRAIN_LIMIT = 65536
 DEFAULT_BODY_TIMEOUT = 120.0
 
 _CR_LF = (13, 10)
+_c_send = _socket.socket.send
 
 
 class _ClientGone(Exception):
@@ -218,7 +221,7 @@ class _Connection:
     """One client connection: its buffer, and the request being answered."""
 
     __slots__ = ("handler", "sock", "address", "env", "idle", "served", "deadline",
-                 "body_deadline", "timed_out", "writing", "response")
+                 "body_deadline", "timed_out", "writing", "response", "raw_send")
 
     def __init__(self, handler: WSGIHandler, sock: Any, address: Any) -> None:
         self.handler = handler
@@ -240,6 +243,9 @@ class _Connection:
         self.timed_out = False
         self.writing = False
         self.response: Response | None = None
+        #: The C ``send`` of a plain (not TLS) non-blocking green socket: a response that fits
+        #: in the socket's buffer goes out in one call, with no deadline to arm.
+        self.raw_send = _c_send if type(sock) is _green_socket else None
 
     def __repr__(self) -> str:
         return f"<dhaga.web connection {self.address!r} served={self.served}>"
@@ -272,6 +278,17 @@ class _Connection:
             self.sendall(CONTINUE)
 
     def sendall(self, data: bytes) -> None:
+        raw = self.raw_send
+        if raw is not None and type(data) is bytes:  # a view's len() may count items, not bytes
+            try:
+                sent = raw(self.sock, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as e:
+                raise _ClientGone(str(e)) from e
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
         self.deadline = monotonic() + self.handler.timeout
         self.writing = True
         try:
@@ -340,8 +357,13 @@ class _Connection:
         app = handler.app
         base_env = self.env
         body_timeout = handler.body_timeout
+        keepalive_timeout = handler.keepalive_timeout
         send = self.sendall
         stopping = handler.is_closing
+        recv = self.sock.recv
+        # A head no longer than this is within both limits head_end checks: no need to ask it.
+        quick = min(limits.max_request_line, limits.max_header_size)
+        is_enabled = access_log.isEnabledFor
         buf = b""
         # The last head, its parse and its environ: a keep-alive client that sends the same
         # head again (an API client, a health check, a load generator) skips both steps.
@@ -351,18 +373,33 @@ class _Connection:
         memo: list = []  # the last response head checked (see Response)
         while True:
             try:
+                if not buf and self.served and not handler.closing:
+                    # Between two requests (the common case): wait for the next head here,
+                    # as _read_head would, without the call.
+                    self.idle = True  # a graceful stop may close it
+                    self.deadline = monotonic() + keepalive_timeout
+                    try:
+                        buf = recv(RECV_SIZE)
+                    except OSError:  # an idle connection that times out just closes
+                        return
+                    finally:
+                        self.idle = False
+                    if not buf:
+                        return
+                    self.deadline = 0.0
                 if buf:
                     if buf[0] in _CR_LF:
                         buf = buf.lstrip(b"\r\n")
                     end = buf.find(b"\r\n\r\n")
                 else:
                     end = -1
-                if end < 0 or end > limits.max_header_size:
-                    buf, end = self._read_head(buf)
-                    if end < 0:
-                        return
-                else:
-                    head_end(buf, limits)  # the request-line limit
+                if end < 0 or end > quick:
+                    if end < 0 or end > limits.max_header_size:
+                        buf, end = self._read_head(buf)
+                        if end < 0:
+                            return
+                    else:
+                        head_end(buf, limits)  # the request-line limit
                 head = buf[:end]
                 if head == last_head:
                     req = last_req
@@ -375,7 +412,7 @@ class _Connection:
                 self._refuse(e)
                 return
             buf = buf[end + 4:]
-            t0 = perf_counter() if access_log.isEnabledFor(_INFO) else 0.0
+            t0 = perf_counter() if is_enabled(_INFO) else 0.0
 
             if req.chunked:
                 inp: Input = Input(self, None, ChunkedDecoder(limits), buf, req.expect_continue)
@@ -389,16 +426,30 @@ class _Connection:
             if inp is not EMPTY_INPUT and body_timeout is not None:
                 self.body_deadline = monotonic() + body_timeout
 
-            keep_alive = req.keep_alive and not handler.closing
             resp = self.response = Response(send, stopping, req.method == "HEAD", req.version,
-                                            keep_alive, memo)
+                                            req.keep_alive and not handler.closing, memo)
             if inp is not EMPTY_INPUT and not inp.done:
                 resp.unread_body = inp
             self.served += 1
             handler.requests += 1
-            self._run_app(app, env, resp)
+            # The application, inline (see _run_app for the rest of the rules).
+            result = None
+            try:
+                result = app(env, resp.start_response)
+                if type(result) is list:
+                    resp.send_list(result)
+                else:
+                    resp.send_iterable(result)
+            except _ClientGone:
+                raise
+            except Exception as e:
+                self._app_failed(e, env, resp)
+            finally:
+                if result is not None and type(result) is not list:
+                    self._close_result(result, env)
             self.response = None
-            self.body_deadline = 0.0
+            if inp is not EMPTY_INPUT:
+                self.body_deadline = 0.0
             if t0:
                 self._log_access(env, resp, perf_counter() - t0)
             if not resp.keep_alive or handler.closing:
@@ -413,6 +464,7 @@ class _Connection:
                 buf = rest
 
     def _run_app(self, app: WSGIApp, env: dict, resp: Response) -> None:
+        """Call the application and send its response (`serve` does the same inline)."""
         result = None
         try:
             result = app(env, resp.start_response)
@@ -422,31 +474,44 @@ class _Connection:
                 resp.send_iterable(result)
         except _ClientGone:
             raise
-        except ResponseError as e:  # the response itself broke a rule after it started
+        except Exception as e:
+            self._app_failed(e, env, resp)
+        finally:
+            if result is not None and type(result) is not list:
+                self._close_result(result, env)
+
+    def _app_failed(self, e: Exception, env: dict, resp: Response) -> None:
+        """Answer 500 (or the body's error status) for an application that failed.
+
+        Raises:
+            _ClientGone: the response had started: all the server can do is close.
+        """
+        if isinstance(e, ResponseError):  # the response itself broke a rule after it started
             log.error("%s %s: %s", env["REQUEST_METHOD"], env["RAW_URI"], e)
             resp.keep_alive = False
             if resp.head_sent:
                 raise _ClientGone(str(e)) from None
             self._answer_error(resp, 500)
-        except RequestError as e:  # raised by wsgi.input: a bad or too large body
+        elif isinstance(e, RequestError):  # raised by wsgi.input: a bad or too large body
             resp.keep_alive = False
             if resp.head_sent:
                 raise _ClientGone(str(e)) from None
             self._answer_error(resp, e.status, str(e))
-        except Exception:
+        else:
             log.exception("%s %s: the application failed", env["REQUEST_METHOD"], env["RAW_URI"])
             resp.keep_alive = False
             if resp.head_sent:
                 raise _ClientGone("the application failed after the response started") from None
             self._answer_error(resp, 500)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("%s %s: the response's close() failed",
-                                  env["REQUEST_METHOD"], env["RAW_URI"])
+
+    def _close_result(self, result: Any, env: dict) -> None:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("%s %s: the response's close() failed",
+                              env["REQUEST_METHOD"], env["RAW_URI"])
 
     def _answer_error(self, resp: Response, status: int, message: str = "") -> None:
         resp.status_code = status
