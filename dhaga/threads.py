@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from ._core.parking import park, ticket, wake_soon
+from ._core.parking import current_waiter, park, ticket, wake_soon
 
 __all__ = ["to_thread", "set_thread_pool_size", "thread_pool_size"]
 
@@ -80,7 +80,9 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
 
     Raises:
         Timeout: ``timeout`` seconds passed first.
+        BlockingError: called in a coroutine or callback on the event loop.
     """
+    current_waiter()  # BlockingError on the loop, before any work starts (however fast it is)
     ctx = contextvars.copy_context()
     fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)  # may park (patched locks)
     if not fut.done():
