@@ -5,7 +5,7 @@ scheduler whenever they wait; Tornado's IOLoop on asyncio (or uvloop) drives the
 """
 
 from .bridge import green, wait
-from .errors import BlockingError, DhagaError, Killed, Timeout
+from .errors import BlockingError, Deadlock, DhagaError, Killed, Timeout
 from .group import Group, iwait, joinall
 from .scheduler import (
     Dhaga,
@@ -20,11 +20,13 @@ from .scheduler import (
 )
 from .threads import to_thread
 from .timeouts import timeout
+from .monitor import dump
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BlockingError",
+    "Deadlock",
     "Dhaga",
     "DhagaError",
     "Group",
@@ -32,6 +34,7 @@ __all__ = [
     "Scheduler",
     "Timeout",
     "current",
+    "dump",
     "get_scheduler",
     "green",
     "iwait",
