@@ -75,13 +75,23 @@ def describe_wait(on: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+_CORE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _stack(frame: Any) -> list[traceback.FrameSummary]:
+    """The frames from ``frame`` out, without the core's own at either end (worker, switch)."""
     if frame is None:
         return []
     try:
-        return list(traceback.extract_stack(frame, limit=40))
+        frames = list(traceback.extract_stack(frame, limit=40))
     except Exception:  # noqa: BLE001 - a frame that moved on under us
         return []
+    while len(frames) > 1 and frames[-1].filename.startswith(_CORE_DIR):
+        frames.pop()
+    start = 0
+    while start < len(frames) - 1 and frames[start].filename.startswith(_CORE_DIR):
+        start += 1
+    return frames[start:]
 
 
 def _thread_names() -> dict[int, str]:
