@@ -7,6 +7,7 @@ scheduler whenever they wait; Tornado's IOLoop on asyncio (or uvloop) drives the
 from .bridge import green, wait
 from .errors import BlockingError, Deadlock, DhagaError, Killed, Timeout
 from .group import Group, iwait, joinall
+from .monitor import dump, stats
 from .scheduler import (
     Dhaga,
     Scheduler,
@@ -20,7 +21,6 @@ from .scheduler import (
 )
 from .threads import to_thread
 from .timeouts import timeout
-from .monitor import dump
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "sleep",
     "spawn",
     "spawn_later",
+    "stats",
     "timeout",
     "to_thread",
     "use_loop",

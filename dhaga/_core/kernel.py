@@ -106,6 +106,7 @@ class Scheduler:
         self._top = _TopLevel(self)
         self._ioloop: Any = None
         self.alive = 0  # dhagas spawned and not yet finished
+        self.spawned = 0  # dhagas ever spawned here
         self._closed = False
         self._top_woken = False
         self._hidden_loop: asyncio.AbstractEventLoop | None = None  # set while a batch runs
@@ -160,6 +161,7 @@ class Scheduler:
         d._retrieved = False
         d._reporter = None
         self.alive += 1
+        self.spawned += 1
         self._runq.append(d)
         if not self._drain_pending:
             self._drain_pending = True

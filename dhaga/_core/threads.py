@@ -28,6 +28,8 @@ __all__ = ["all_schedulers", "get_scheduler", "reset_scheduler", "use_loop"]
 
 _local = threading.local()
 _schedulers: weakref.WeakSet = weakref.WeakSet()  # every scheduler of every thread, for census
+#: Called (no arguments, on the new scheduler's thread) as each scheduler is made: instruments.
+on_new_scheduler: list[Callable[[], Any]] = []
 
 
 def all_schedulers() -> list[Any]:
@@ -113,6 +115,8 @@ def _new_scheduler(running: asyncio.AbstractEventLoop | None) -> Any:
         _local.__dict__.setdefault("cleanups", []).append(_ThreadCleanup(sched))
     _local.sched = sched
     _schedulers.add(sched)
+    for hook in on_new_scheduler:
+        hook()
     return sched
 
 

@@ -8,14 +8,22 @@ change any scheduler's state.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal as _signal
 import sys
 from typing import IO, Any
 
 from .._core.deadlock import quiet as _quiet
+from .._core.threads import get_scheduler
 from ._dump import dump, dump_data
+from ._instruments import add_instrument, remove_instrument, switch_count
+from ._watchdog import BlockReport, Monitor, recent_episodes, start, stats_of
 
-__all__ = ["dump", "dump_data", "dump_on_signal"]
+__all__ = [
+    "BlockReport", "Monitor", "add_instrument", "dump", "dump_data", "dump_on_signal",
+    "recent_episodes", "remove_instrument", "start", "stats",
+]  # fmt: skip
 
 
 def dump_on_signal(signum: int = _signal.SIGUSR1, file: IO[str] = sys.stderr) -> None:
@@ -33,3 +41,54 @@ def dump_on_signal(signum: int = _signal.SIGUSR1, file: IO[str] = sys.stderr) ->
         dump(file)
 
     _signal.signal(signum, _quiet(_handler))
+
+
+def stats() -> dict[str, Any]:
+    """Counters of this thread's scheduler.
+
+    Returns:
+        ``alive`` (spawned, not finished), ``spawned`` (ever), ``switches`` (into dhagas,
+        counted only while an instrument is installed, else None), ``runnable``, ``parked``,
+        ``loop_lag_p50`` and ``loop_lag_p99`` (seconds a callback waited for the loop, over the
+        last 1024 probes of a running monitor; None when no monitor has watched this
+        scheduler), ``blocked`` (blocking episodes the monitor reported).
+    """
+    sched = get_scheduler()
+    tr = stats_of(sched)
+    lags = sorted(tr.lags) if tr is not None else []
+    runnable = sched.runnable()
+    running = 1 if sched._current is not None else 0
+
+    def pct(p: float) -> float | None:
+        return lags[min(len(lags) - 1, int(len(lags) * p))] if lags else None
+
+    return {
+        "alive": sched.alive,
+        "spawned": sched.spawned,
+        "switches": switch_count(sched),
+        "runnable": runnable,
+        "parked": max(0, sched.alive - runnable - running),
+        "loop_lag_p50": pct(0.50),
+        "loop_lag_p99": pct(0.99),
+        "blocked": tr.blocked if tr is not None else 0,
+    }
+
+
+def _start_from_environment() -> Monitor | None:
+    """``DHAGA_MONITOR=1``: start a monitor at import (``DHAGA_MONITOR_THRESHOLD`` seconds)."""
+    if os.environ.get("DHAGA_MONITOR", "") in ("", "0"):
+        return None
+    raw = os.environ.get("DHAGA_MONITOR_THRESHOLD", "")
+    try:
+        threshold = float(raw) if raw else 0.1
+        if not threshold > 0:
+            raise ValueError
+    except ValueError:
+        logging.getLogger("dhaga.monitor").warning(
+            "DHAGA_MONITOR_THRESHOLD=%r is not a positive number of seconds; using 0.1", raw)
+        threshold = 0.1
+    return start(block_threshold=threshold)
+
+
+#: The monitor ``DHAGA_MONITOR=1`` started, if any.
+environment_monitor = _start_from_environment()
