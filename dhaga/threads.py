@@ -86,19 +86,19 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
     ctx = contextvars.copy_context()
     fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)  # may park (patched locks)
     _busy.add(fut)
-    if not fut.done():
-        mine = ticket()  # taken after anything that may park, or the ticket would be stale
-        # Always delivered through the loop, so a completion racing with park is never lost;
-        # addressed to this park only, so it cannot wake a later one after a timeout.
-        fut.add_done_callback(lambda _: wake_soon(mine))
+    try:
+        if not fut.done():
+            mine = ticket()  # taken after anything that may park, or the ticket would be stale
+            # Always delivered through the loop, so a completion racing with park is never
+            # lost; addressed to this park only, so it cannot wake a later one after a timeout.
+            fut.add_done_callback(lambda _: wake_soon(mine))
+            try:
+                park(mine, timeout, on=Waiting("to_thread", fn))
+            except BaseException:
+                fut.cancel()
+                raise
+    finally:
         fut.add_done_callback(_busy.discard)  # after the wake is on its way, never before
-        try:
-            park(mine, timeout, on=Waiting("to_thread", fn))
-        except BaseException:
-            fut.cancel()
-            raise
-    else:
-        _busy.discard(fut)
     return fut.result()
 
 
