@@ -17,8 +17,9 @@ from typing import IO, Any
 from .._core.deadlock import quiet as _quiet
 from .._core.threads import get_scheduler
 from ._dump import dump, dump_data
-from ._instruments import add_instrument, remove_instrument, switch_count
-from ._watchdog import BlockReport, Monitor, recent_episodes, start, stats_of
+from ._instruments import add_instrument, remove_instrument
+from ._stats import scheduler_stats
+from ._watchdog import BlockReport, Monitor, recent_episodes, start
 
 __all__ = [
     "BlockReport", "Monitor", "add_instrument", "dump", "dump_data", "dump_on_signal",
@@ -53,25 +54,7 @@ def stats() -> dict[str, Any]:
         last 1024 probes of a running monitor; None when no monitor has watched this
         scheduler), ``blocked`` (blocking episodes the monitor reported).
     """
-    sched = get_scheduler()
-    tr = stats_of(sched)
-    lags = sorted(tr.lags) if tr is not None else []
-    runnable = sched.runnable()
-    running = 1 if sched._current is not None else 0
-
-    def pct(p: float) -> float | None:
-        return lags[min(len(lags) - 1, int(len(lags) * p))] if lags else None
-
-    return {
-        "alive": sched.alive,
-        "spawned": sched.spawned,
-        "switches": switch_count(sched),
-        "runnable": runnable,
-        "parked": max(0, sched.alive - runnable - running),
-        "loop_lag_p50": pct(0.50),
-        "loop_lag_p99": pct(0.99),
-        "blocked": tr.blocked if tr is not None else 0,
-    }
+    return scheduler_stats(get_scheduler())
 
 
 def _start_from_environment() -> Monitor | None:

@@ -67,6 +67,9 @@ class BlockReport:
         for fs in reversed(self.stack):
             if not fs.filename.startswith(_MACHINERY):
                 return f"{fs.filename}:{fs.lineno} in {fs.name}"
+        if self.stack:  # caught inside dhaga itself (spawning, switching)
+            fs = self.stack[-1]
+            return f"{fs.filename}:{fs.lineno} in {fs.name}"
         return "(unknown)"
 
     def __str__(self) -> str:
