@@ -16,14 +16,15 @@ from typing import IO, Any
 
 from .._core.deadlock import quiet as _quiet
 from .._core.threads import get_scheduler
+from ._dashboard import Dashboard, serve
 from ._dump import dump, dump_data
 from ._instruments import add_instrument, remove_instrument
 from ._stats import scheduler_stats
 from ._watchdog import BlockReport, Monitor, recent_episodes, start
 
 __all__ = [
-    "BlockReport", "Monitor", "add_instrument", "dump", "dump_data", "dump_on_signal",
-    "recent_episodes", "remove_instrument", "start", "stats",
+    "BlockReport", "Dashboard", "Monitor", "add_instrument", "dump", "dump_data", "dump_on_signal",
+    "recent_episodes", "remove_instrument", "serve", "start", "stats",
 ]  # fmt: skip
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger("dhaga.monitor")
 
 _LAGS_KEPT = 1024
 _EPISODES_KEPT = 50
+_TIMELINE_KEPT = 6000  # a few minutes of probes, for the dashboard's chart
 
 
 @dataclass
@@ -52,6 +53,7 @@ class BlockReport:
         seconds: how long the loop had not run when reported (it may go on longer).
         stack: the thread's stack at that moment, innermost call last.
         when: ``time.time()`` of the report.
+        duration: how long the episode lasted in all, once it is over (None until then).
     """
 
     thread: int
@@ -60,6 +62,7 @@ class BlockReport:
     seconds: float
     stack: list[traceback.FrameSummary] = field(default_factory=list)
     when: float = 0.0
+    duration: float | None = None
 
     @property
     def where(self) -> str:
@@ -83,6 +86,7 @@ class BlockReport:
         return {
             "thread": self.thread, "thread_name": self.thread_name, "dhaga": self.dhaga,
             "seconds": self.seconds, "where": self.where, "when": self.when,
+            "duration": self.duration,
             "stack": [{"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line}
                       for f in self.stack],
         }  # fmt: skip
@@ -91,8 +95,8 @@ class BlockReport:
 class _Track:
     """What the watchdog knows of one scheduler: its probe in flight and its loop lags."""
 
-    __slots__ = ("sent_at", "since", "last_sent", "reported", "lags", "blocked", "episodes",
-                 "__weakref__")  # fmt: skip
+    __slots__ = ("sent_at", "since", "last_sent", "reported", "lags", "timeline", "blocked",
+                 "episodes", "__weakref__")  # fmt: skip
 
     def __init__(self) -> None:
         self.sent_at: float | None = None  # the probe in flight (None: none)
@@ -100,15 +104,21 @@ class _Track:
         self.last_sent = 0.0
         self.reported = False
         self.lags: deque[float] = deque(maxlen=_LAGS_KEPT)
+        self.timeline: deque[tuple[float, float]] = deque(maxlen=_TIMELINE_KEPT)  # (time, lag)
         self.blocked = 0
         self.episodes: deque[BlockReport] = deque(maxlen=_EPISODES_KEPT)
 
     def arrived(self, sent: float) -> None:
         """The probe, run on the scheduler's loop: the loop is iterating again."""
-        self.lags.append(time.monotonic() - sent)
+        lag = time.monotonic() - sent
+        self.lags.append(lag)
+        self.timeline.append((time.time(), lag))
         if self.sent_at == sent:
             self.sent_at = None
-            self.reported = False
+            if self.reported:
+                self.reported = False
+                if self.episodes:
+                    self.episodes[-1].duration = lag
 
 
 _tracks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # scheduler -> _Track
@@ -119,6 +129,23 @@ _lock = threading.Lock()
 def stats_of(sched: Any) -> _Track | None:
     """The watchdog's record of ``sched`` (None if no monitor ever watched it)."""
     return _tracks.get(sched)
+
+
+def lag_timeline(seconds: float = 120.0, exclude: Any = None) -> list[list[float]]:
+    """Per second of the last ``seconds``: ``[time, p50, p99]`` of the worst scheduler's lag."""
+    since = time.time() - seconds
+    buckets: dict[int, list[float]] = {}
+    for sched, tr in list(_tracks.items()):
+        if sched is exclude:
+            continue
+        for t, lag in list(tr.timeline):
+            if t >= since:
+                buckets.setdefault(int(t), []).append(lag)
+    out = []
+    for sec in sorted(buckets):
+        lags = sorted(buckets[sec])
+        out.append([float(sec), lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]])
+    return out
 
 
 def recent_episodes() -> list[BlockReport]:
@@ -170,7 +197,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ the watchdog thread
     def _watch(self) -> None:
-        step = self.probe_interval / 2
+        step = self.probe_interval
         while not self._stopping.wait(step):
             try:
                 self._check(time.monotonic())
