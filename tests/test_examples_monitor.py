@@ -38,3 +38,17 @@ def test_deadlock_report_names_every_wait():
     assert "main-1 waits on join() of <Queue size=0 maxsize=0> (2 tasks not done)" in out
     assert "worker-2 waits on <Queue size=0 maxsize=0>, at" in out
     assert "deadlock_report.py:18 in worker" in out
+
+
+def test_monitor_dashboard_serves_metrics_json_and_the_page():
+    import pytest
+
+    pytest.importorskip("prometheus_client")
+    out = run_example("monitor_dashboard.py").stdout
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/$", out, re.M)
+    assert re.search(r'^metrics: dhaga_parked\{thread="MainThread",thread_id="\d+"\} 28\.0$',
+                     out, re.M)
+    assert "dhagas.json: 29 dhagas; waits on <Dhaga, <Event, <Lock, <Queue, fd, sleep()" in out
+    assert re.search(r"episode: render_report-\d+ blocked for 0\.1\d+s at .*"
+                     r"monitor_dashboard\.py:64 in render_report", out)
+    assert "page: True" in out

@@ -193,7 +193,10 @@ class Dashboard:
             return [b"this endpoint only reads: GET or HEAD\n"]
         me = threading.get_ident()
         if path == "/":
-            body = PAGE.encode()
+            # The current snapshot goes in the page, so it shows at once; "<" is escaped so
+            # that no text in it can end the <script> element.
+            initial = json.dumps(snapshot(me)).replace("<", "\\u003c")
+            body = PAGE.replace("/*SNAPSHOT*/", initial, 1).encode()
             headers = [("Content-Type", "text/html; charset=utf-8"),
                        ("Content-Security-Policy", _CSP)]
         elif path == "/dhagas.json":

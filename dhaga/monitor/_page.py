@@ -1,6 +1,7 @@
 """The dashboard's page: one self-contained HTML document (inline CSS and JS, no CDN).
 
-It listens to ``/events`` (server-sent events) and draws: the counters, the loop-lag chart, the
+It draws the snapshot the server embeds in it (in place of ``/*SNAPSHOT*/``) at once, then
+listens to ``/events`` (server-sent events) for the next ones, and draws: the counters, the loop-lag chart, the
 dhagas grouped by what they wait on (with a search box), and the recent blocking episodes with
 their stacks. It must not know how the server makes its snapshots, only their JSON shape.
 """
@@ -111,10 +112,11 @@ mark{background:color-mix(in srgb,var(--warn) 35%,transparent);color:inherit;bor
     </section>
   </div>
 </main>
+<script id="initial" type="application/json">/*SNAPSHOT*/</script>
 <script>
 "use strict";
 const $=id=>document.getElementById(id);
-const open=new Set(), openRows=new Set(), openEps=new Set();
+const open=new Set(), closed=new Set(), openRows=new Set(), openEps=new Set();
 let last=null, history=[];
 const esc=s=>String(s==null?"":s).replace(/[&<>"']/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 function ms(s){if(s==null)return"–";if(s<0.001)return(s*1e6).toFixed(0)+" µs";if(s<1)return(s*1e3).toFixed(1)+" ms";return s.toFixed(2)+" s"}
@@ -134,6 +136,7 @@ function kind(d){
 }
 function hl(text,q){const t=esc(text);if(!q)return t;const i=t.toLowerCase().indexOf(esc(q).toLowerCase());
   if(i<0)return t;return t.slice(0,i)+"<mark>"+t.slice(i,i+q.length)+"</mark>"+t.slice(i+q.length)}
+function short(w){return String(w||"").replace(/^.*\/([^\/]+\/[^\/]+:\d+ in )/,"$1")}
 function stackText(st){return st.map(f=>`${f.file}:${f.line} in ${f.function}`+(f.code?`\n    ${f.code}`:"")).join("\n")}
 function matches(d,q){if(!q)return true;q=q.toLowerCase();
   return [d.name,d.waits_on,d.where,d.thread_name,d.state,stackText(d.stack)].some(x=>x&&String(x).toLowerCase().includes(q))}
@@ -156,24 +159,24 @@ function render(){
   const order=[...groups.entries()].sort((a,b)=>b[1].length-a[1].length);
   let html="";
   for(const [k,list] of order){
-    const isOpen=open.has(k)||q||shown.length<=60||order.length<=2;
+    const isOpen=open.has(k)||q||shown.length<=20||(list.length<=4&&!closed.has(k));
     list.sort((a,b)=>(b.waiting||0)-(a.waiting||0));
     const state=list[0].state;
     html+=`<div class="group${isOpen?" open":""}" data-g="${esc(k)}"><div class="gh"><span class="chev">▶</span><span class="t">${esc(k)}</span><span class="badge b-${esc(state)}">${esc(state)}</span><span class="c">${list.length}</span></div><div class="rows">`;
     for(const d of list.slice(0,300)){
       const key=d.thread+":"+d.id+":"+d.name;const ro=openRows.has(key);
-      const long=d.waiting!=null&&d.waiting>=10;
+      const long=false;
       html+=`<div class="row${ro?" open":""}" data-r="${esc(key)}"><div class="nm">${hl(d.name,q)}</div><div class="sub">`+
         (d.waits_on?`<span class="on">${hl(d.waits_on,q)}</span>`:"")+
         (d.waiting!=null?`<span class="${long?"hot":""}">${dur(d.waiting)}</span>`:"")+
-        `<span>${hl(d.where,q)}</span><span>${esc(d.thread_name)}</span></div><pre>${esc(stackText(d.stack))||"(no stack: not started)"}</pre></div>`;
+        `<span title="${esc(d.where)}">${hl(short(d.where),q)}</span><span>${esc(d.thread_name)}</span></div><pre>${esc(stackText(d.stack))||"(no stack: not started)"}</pre></div>`;
     }
     if(list.length>300)html+=`<div class="empty">${list.length-300} more… narrow with the search box</div>`;
     html+="</div></div>";
   }
   $("groups").innerHTML=html||`<div class="empty">${q?"Nothing matches “"+esc(q)+"”.":"No live dhaga."}</div>`;
   const eps=s.episodes.slice().reverse();$("epn").textContent=eps.length?eps.length:"";
-  $("eps").innerHTML=eps.length?eps.map((e,i)=>{const key=e.when+":"+e.thread;return `<div class="ep${openEps.has(key)?" open":""}" data-e="${esc(key)}"><div class="top"><span class="who">${esc(e.dhaga||"loop callback / top level")}</span><span class="dur">${e.duration!=null?ms(e.duration):"≥ "+ms(e.seconds)}</span></div><div class="where">${esc(e.where)}</div><div class="where">${esc(e.thread_name)} · ${new Date(e.when*1000).toLocaleTimeString()}</div><pre>${esc(stackText(e.stack))}</pre></div>`}).join(""):`<div class="empty">No dhaga has held its thread. Good.</div>`;
+  $("eps").innerHTML=eps.length?eps.map((e,i)=>{const key=e.when+":"+e.thread;return `<div class="ep${openEps.has(key)?" open":""}" data-e="${esc(key)}"><div class="top"><span class="who">${esc(e.dhaga||"loop callback / top level")}</span><span class="dur">${e.duration!=null?ms(e.duration):"≥ "+ms(e.seconds)}</span></div><div class="where" title="${esc(e.where)}">${esc(short(e.where))}</div><div class="where">${esc(e.thread_name)} · ${new Date(e.when*1000).toLocaleTimeString()}</div><pre>${esc(stackText(e.stack))}</pre></div>`}).join(""):`<div class="empty">No dhaga has held its thread. Good.</div>`;
   $("threads").innerHTML=sc.map(x=>`<tr><td>${esc(x.thread_name)}</td><td class="num">${x.alive}</td><td class="num">${x.parked}</td><td class="num">${ms(x.loop_lag_p99)}</td><td class="num">${x.blocked}</td></tr>`).join("");
   drawChart();
 }
@@ -204,7 +207,9 @@ function snapshotIn(s){
   render();
 }
 document.addEventListener("click",ev=>{
-  const gh=ev.target.closest(".gh");if(gh){const g=gh.parentElement.dataset.g;open.has(g)?open.delete(g):open.add(g);gh.parentElement.classList.toggle("open");return}
+  const gh=ev.target.closest(".gh");if(gh){const el=gh.parentElement,g=el.dataset.g;
+    if(el.classList.contains("open")){open.delete(g);closed.add(g)}else{open.add(g);closed.delete(g)}
+    el.classList.toggle("open");return}
   const r=ev.target.closest(".row");if(r){const k=r.dataset.r;openRows.has(k)?openRows.delete(k):openRows.add(k);r.classList.toggle("open");return}
   const e=ev.target.closest(".ep");if(e){const k=e.dataset.e;openEps.has(k)?openEps.delete(k):openEps.add(k);e.classList.toggle("open")}
 });
@@ -218,6 +223,7 @@ function connect(){
     try{snapshotIn(JSON.parse(m.data))}catch(e){console.error(e)}};
   es.onerror=()=>{$("dot").className="dot off";$("livetxt").textContent="reconnecting"};
 }
+try{const init=$("initial").textContent.trim();if(init&&init[0]==="{")snapshotIn(JSON.parse(init))}catch(e){console.error(e)}
 connect();
 </script>
 </body></html>
