@@ -12,7 +12,8 @@ thread's current stack (``sys._current_frames()``), which is the file and line t
 right now, and reports it once; the episode ends when the probe finally runs.
 
 With no monitor running nothing happens at all; with one, each loop runs one extra callback per
-``probe_interval`` (a quarter of the threshold, at most 50 ms).
+``probe_interval`` (half the threshold, at most 100 ms): an episode is reported between
+one and one and a half thresholds after it began.
 
 It reads schedulers and never changes them; it must not know about any primitive.
 """
@@ -168,7 +169,7 @@ class Monitor:
             raise ValueError(f"block_threshold must be positive, not {block_threshold!r}")
         self.block_threshold = float(block_threshold)
         self.on_block = on_block
-        self.probe_interval = min(self.block_threshold / 4, 0.05)
+        self.probe_interval = min(self.block_threshold / 2, 0.1)
         self._stopping = threading.Event()
         self._thread = quiet(threading.Thread(target=self._watch, name="dhaga-monitor",
                                               daemon=True))
