@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from ._core import deadlock as _deadlock
-from ._core.parking import Waiting, park, ticket, wake_soon
+from ._core.parking import Waiting, current_waiter, park, ticket, wake_soon
 
 __all__ = ["to_thread", "set_thread_pool_size", "thread_pool_size"]
 
@@ -83,6 +83,7 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
     Raises:
         Timeout: ``timeout`` seconds passed first.
     """
+    current_waiter()  # BlockingError in a coroutine, also when fn would finish at once
     ctx = contextvars.copy_context()
     fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)  # may park (patched locks)
     _busy.add(fut)

@@ -118,7 +118,7 @@ def census(sched: Any = None) -> list[DhagaInfo]:
         s = d._sched
         if sched is not None and s is not sched:
             continue
-        if s._closed:
+        if s._closed or s.loop.is_closed():
             continue
         state = d._state
         on = waited = None
@@ -140,7 +140,7 @@ def census(sched: Any = None) -> list[DhagaInfo]:
         out.append(DhagaInfo(d.name, d._id, s.thread_id, names.get(s.thread_id, "?"), label,
                              on, waited, stack))
     for s in all_schedulers():
-        if (sched is not None and s is not sched) or s._closed:
+        if (sched is not None and s is not sched) or s._closed or s.loop.is_closed():
             continue
         top = s._top
         if top._state is PARKED:

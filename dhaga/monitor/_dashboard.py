@@ -65,7 +65,8 @@ def snapshot(exclude_thread: int | None = None) -> dict[str, Any]:
     scheds = [
         {"thread": s.thread_id, "thread_name": names.get(s.thread_id, "?"), **scheduler_stats(s)}
         for s in all_schedulers()
-        if not s._closed and s.thread_id in names and s.thread_id != exclude_thread
+        if not s._closed and not s.loop.is_closed() and s.thread_id in names
+        and s.thread_id != exclude_thread
     ]
     dhagas = [d for d in dump_data() if d["thread"] != exclude_thread]
     return {
