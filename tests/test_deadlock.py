@@ -214,3 +214,22 @@ def test_never_raised_where_the_loop_cannot_be_seen_going_idle(loop):
         from dhaga._core.threads import get_scheduler
         print(get_scheduler()._selector)
     """, "None")
+
+
+def test_not_raised_while_an_unlisted_os_thread_runs():
+    expect_completes("""
+        import _thread
+        q = Queue()
+        _thread.start_new_thread(lambda: (time.sleep(0.2), q.put("from a raw thread")), ())
+        print(dhaga.run(q.get))
+    """, "from a raw thread")
+
+
+def test_not_raised_while_a_real_thread_is_starting_under_monkey_patching():
+    expect_completes("""
+        import dhaga.monkey
+        dhaga.monkey.patch_all()
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            print(sorted(ex.map(abs, [-1, -2])))
+    """, "[1, 2]")

@@ -15,7 +15,9 @@ else that could still wake a waiter, and answers "no deadlock" as soon as it fin
 - an asyncio task not yet done on this loop;
 - any other live thread, unless a registered check (`add_quiet_thread_check`) vouches that it
   can wake no one: the monitor's watchdog, `to_thread`'s pool threads while no work is pending.
-  Another thread could put into a thread-safe queue, set an event, call ``submit``...
+  Another thread could put into a thread-safe queue, set an event, call ``submit``... On Linux
+  every OS thread of the process counts (``/proc/self/task``), also those Python does not list
+  (started by ``_thread.start_new_thread``, by a C library, or not yet registered).
 
 Only when all of these fail is the answer a `Deadlock`, naming every parked dhaga of the thread
 and what it waits on. This is deliberately conservative: a false "no deadlock" costs a hang (as
@@ -27,6 +29,7 @@ This module reads the scheduler and the loop; it must not know about any primiti
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from typing import Any, Callable
@@ -99,10 +102,33 @@ def _wake_source(sched: Any) -> str | None:
             return f"a handler for signal {sig}"
     if any(not t.done() for t in asyncio.all_tasks(loop)):
         return "an asyncio task"
-    me = threading.get_ident()
+    return _live_thread()
+
+
+def _live_thread() -> str | None:
+    """Another OS thread that may wake a waiter, or None.
+
+    Python's list of threads is not enough: a thread started with ``_thread.start_new_thread``
+    (or one just started, before it registers) is missing from it. On Linux every OS thread of
+    the process is in ``/proc/self/task``: each must be a thread known to be quiet.
+    """
+    me = threading.get_native_id()
+    quiet_ids = set()
     for t in threading.enumerate():
-        if t.ident != me and not _quiet_thread(t):
+        nid = t.native_id
+        if nid == me:
+            continue
+        if not _quiet_thread(t):
             return f"thread {t.name!r} is alive"
+        if nid is not None:
+            quiet_ids.add(nid)
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # not Linux: Python's list is all there is to go on
+        return None
+    for tid in tasks:
+        if int(tid) != me and int(tid) not in quiet_ids:
+            return f"OS thread {tid} is running"
     return None
 
 
