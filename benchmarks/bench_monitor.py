@@ -3,7 +3,7 @@
 Each run is a fresh interpreter; "off" and "on" alternate, so both see the same machine load.
 Workloads: spawn+join and ping-pong (bench_core.py's), and a TCP echo round trip over loopback
 (a client dhaga and a server dhaga in one process). "on" is ``dhaga.monitor.start()`` with the
-default threshold (0.1 s): a probe callback per loop every 50 ms, nothing in the kernel.
+default threshold (0.1 s): a probe callback per loop every 100 ms, nothing in the kernel.
 "instrumented" adds an instrument with a ``before_run`` hook, to show what hooks cost.
 
     python benchmarks/bench_monitor.py [--repeat 7]

@@ -12,8 +12,9 @@ thread's current stack (``sys._current_frames()``), which is the file and line t
 right now, and reports it once; the episode ends when the probe finally runs.
 
 With no monitor running nothing happens at all; with one, each loop runs one extra callback per
-``probe_interval`` (half the threshold, at most 100 ms): an episode is reported between
-one and one and a half thresholds after it began.
+``probe_interval`` (the threshold, at most 250 ms): an episode is reported between one and
+two thresholds after it began. Waking the watchdog more often would cost more than the probes:
+each wake-up takes the GIL from the thread it watches.
 
 It reads schedulers and never changes them; it must not know about any primitive.
 """
@@ -169,7 +170,7 @@ class Monitor:
             raise ValueError(f"block_threshold must be positive, not {block_threshold!r}")
         self.block_threshold = float(block_threshold)
         self.on_block = on_block
-        self.probe_interval = min(self.block_threshold / 2, 0.1)
+        self.probe_interval = min(self.block_threshold, 0.25)
         self._stopping = threading.Event()
         self._thread = quiet(threading.Thread(target=self._watch, name="dhaga-monitor",
                                               daemon=True))
