@@ -5,8 +5,9 @@ scheduler whenever they wait; Tornado's IOLoop on asyncio (or uvloop) drives the
 """
 
 from .bridge import green, wait
-from .errors import BlockingError, DhagaError, Killed, Timeout
+from .errors import BlockingError, Deadlock, DhagaError, Killed, Timeout
 from .group import Group, iwait, joinall
+from .monitor import dump, stats
 from .scheduler import (
     Dhaga,
     Scheduler,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BlockingError",
+    "Deadlock",
     "Dhaga",
     "DhagaError",
     "Group",
@@ -32,6 +34,7 @@ __all__ = [
     "Scheduler",
     "Timeout",
     "current",
+    "dump",
     "get_scheduler",
     "green",
     "iwait",
@@ -40,6 +43,7 @@ __all__ = [
     "sleep",
     "spawn",
     "spawn_later",
+    "stats",
     "timeout",
     "to_thread",
     "use_loop",

@@ -61,7 +61,7 @@ def wait(awaitable: Awaitable[T] | concurrent.futures.Future, timeout: float | N
 
         fut.add_done_callback(_wake)
         try:
-            park(mine, timeout)
+            park(mine, timeout, on=fut)
         except BaseException:
             if created and not fut.done():
                 fut.cancel()

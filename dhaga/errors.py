@@ -13,6 +13,7 @@ __all__ = [
     "Killed",
     "TimeoutInterrupt",
     "BlockingError",
+    "Deadlock",
     "ProtocolError",
     "MessageTooLarge",
     "ConnectionLost",
@@ -64,6 +65,22 @@ class TimeoutInterrupt(BaseException):
 
 class BlockingError(DhagaError, RuntimeError):
     """A blocking call was made where it would block the event loop."""
+
+
+class Deadlock(DhagaError):
+    """Nothing can ever wake a wait: raised by ``run()`` or a top-level blocking call.
+
+    Raised only when the thread's loop has nothing left that could wake a waiter: no runnable
+    dhaga, no timer, no watched file descriptor, no pending ``to_thread`` work, no other live
+    thread, no loop callback, signal handler or asyncio task (see docs/debugging.md).
+
+    Attributes:
+        waits: ``(name, what it waits on, where)`` for each parked dhaga and the top level.
+    """
+
+    def __init__(self, message: str, waits: list | None = None) -> None:
+        super().__init__(message)
+        self.waits = list(waits or [])
 
 
 class ProtocolError(DhagaError, ValueError):

@@ -10,7 +10,7 @@ from collections import deque
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
-from ._core.parking import park, ticket, wake
+from ._core.parking import Waiting, park, ticket, wake
 from .errors import Killed, Timeout
 from .scheduler import Dhaga, spawn
 
@@ -65,7 +65,7 @@ def joinall(
         for d in pending:
             d.add_done_callback(_on_done)
         try:
-            park(mine, timeout)
+            park(mine, timeout, on=Waiting("joinall", pending))
         finally:
             for d in pending:
                 if not d.done():
@@ -114,7 +114,7 @@ def iwait(dhagas: Iterable[Dhaga], timeout: float | None = None) -> Iterator[Dha
                 parked[0] = mine = ticket()
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    park(mine, left)
+                    park(mine, left, on=Waiting("iwait", dhagas))
                 except Timeout as e:
                     raise Timeout(f"iwait: {remaining} dhagas still running after {timeout}s", timeout) from e
                 finally:
@@ -214,7 +214,7 @@ class Group:
         if self._members:
             self._waiter = mine = ticket()
             try:
-                park(mine, timeout)
+                park(mine, timeout, on=self)
             except Timeout:
                 if self._members:
                     return False

@@ -56,6 +56,18 @@ else:
 
 T = TypeVar("T")
 _TIMED_OUT = object()  # what `park` returns here when a timeout expired
+
+
+class _Joining:
+    """What a ``Queue.join()`` waits on, as ``dhaga.dump()`` shows it."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def __repr__(self) -> str:
+        return f"join() of {self.queue!r} ({self.queue.unfinished_tasks} tasks not done)"
 _PARK = object()  # `get` found nothing: it parks
 _RESERVED = object()  # a waiter's wake-up: an item (a slot) is reserved for it, or shut down
 
@@ -240,7 +252,7 @@ class Queue(Generic[T]):
     def _put_parked(self, item: T, timeout: float | None) -> None:
         """Queue up for a slot (the caller holds the mutex), park, then put ``item``."""
         try:
-            got = park_queued(self._putters, self._mutex, timeout, _TIMED_OUT)
+            got = park_queued(self._putters, self._mutex, timeout, _TIMED_OUT, self)
         except BlockingError:
             raise  # called on the loop: it never queued
         except BaseException:
@@ -329,7 +341,7 @@ class Queue(Generic[T]):
                 wake(ticket, _RESERVED)
             return item
         try:
-            got = park_queued(self._getters, mutex, timeout, _TIMED_OUT)  # releases the mutex
+            got = park_queued(self._getters, mutex, timeout, _TIMED_OUT, self)  # releases the mutex
         except BlockingError:
             raise  # called on the loop: it never queued
         except BaseException:
@@ -371,7 +383,7 @@ class Queue(Generic[T]):
             # Someone took the item reserved for us (a newcomer of another thread, at the
             # instant it was reserved): wait again, first in line.
             try:
-                got = park_queued(_FirstInLine(self._getters), mutex, timeout, _TIMED_OUT)
+                got = park_queued(_FirstInLine(self._getters), mutex, timeout, _TIMED_OUT, self)
             except BaseException:
                 self._leave(self._getters, getter=True)
                 raise
@@ -466,7 +478,7 @@ class Queue(Generic[T]):
         finally:
             mutex.release()
         try:
-            if park(mine, timeout, _TIMED_OUT) is not _TIMED_OUT:
+            if park(mine, timeout, _TIMED_OUT, _Joining(self)) is not _TIMED_OUT:
                 return
         except BaseException:
             _remove(self._mutex, self._joiners, mine)

@@ -83,7 +83,7 @@ class Semaphore:
         finally:
             mutex.release()
         try:
-            if park(mine, timeout, False):
+            if park(mine, timeout, False, self):
                 return True
         except BaseException:
             if not _remove(self._mutex, self._waiters, mine):

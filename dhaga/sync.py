@@ -124,7 +124,7 @@ class Event:
         finally:
             mutex.release()
         try:
-            if park(mine, timeout, False):
+            if park(mine, timeout, False, self):
                 return True  # set() took our ticket
         except BaseException:
             mutex = self._mutex
@@ -197,7 +197,7 @@ class Lock:
             mutex.release()
             return True
         try:
-            if park_queued(self._waiters, mutex, timeout, False):  # releases the mutex
+            if park_queued(self._waiters, mutex, timeout, False, self):  # releases the mutex
                 return True  # handed over to us
         except BlockingError:
             raise  # called on the loop: it never queued
@@ -416,7 +416,7 @@ class Condition:
             mutex.release()
         saved = self._release_save()
         try:
-            if park(mine, timeout, False):
+            if park(mine, timeout, False, self):
                 return True
             # Notified as the timeout fired: count it as notified (nothing to pass on).
             return not _remove(self._mutex, self._waiters, mine)

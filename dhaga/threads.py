@@ -12,7 +12,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from ._core.parking import current_waiter, park, ticket, wake_soon
+from ._core import deadlock as _deadlock
+from ._core.parking import Waiting, current_waiter, park, ticket, wake_soon
 
 __all__ = ["to_thread", "set_thread_pool_size", "thread_pool_size"]
 
@@ -20,6 +21,7 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_busy: set = set()  # futures of work not yet finished: a wake may still come (see Deadlock)
 _size = int(os.environ.get("DHAGA_THREADPOOL_SIZE", "0")) or min(32, (os.cpu_count() or 1) + 4)
 
 
@@ -82,17 +84,29 @@ def to_thread(fn: Callable[..., T], *args: Any, timeout: float | None = None, **
         Timeout: ``timeout`` seconds passed first.
         BlockingError: called in a coroutine or callback on the event loop.
     """
-    current_waiter()  # BlockingError on the loop, before any work starts (however fast it is)
+    current_waiter()  # BlockingError in a coroutine, also when fn would finish at once
     ctx = contextvars.copy_context()
     fut: Future = _get_pool().submit(ctx.run, fn, *args, **kw)  # may park (patched locks)
-    if not fut.done():
-        mine = ticket()  # taken after anything that may park, or the ticket would be stale
-        # Always delivered through the loop, so a completion racing with park is never lost;
-        # addressed to this park only, so it cannot wake a later one after a timeout.
-        fut.add_done_callback(lambda _: wake_soon(mine))
-        try:
-            park(mine, timeout)
-        except BaseException:
-            fut.cancel()
-            raise
+    _busy.add(fut)
+    try:
+        if not fut.done():
+            mine = ticket()  # taken after anything that may park, or the ticket would be stale
+            # Always delivered through the loop, so a completion racing with park is never
+            # lost; addressed to this park only, so it cannot wake a later one after a timeout.
+            fut.add_done_callback(lambda _: wake_soon(mine))
+            try:
+                park(mine, timeout, on=Waiting("to_thread", fn))
+            except BaseException:
+                fut.cancel()
+                raise
+    finally:
+        fut.add_done_callback(_busy.discard)  # after the wake is on its way, never before
     return fut.result()
+
+
+def _idle_pool_thread(thread: threading.Thread) -> bool:
+    """For `dhaga.Deadlock`: a thread of `to_thread`'s pool with no work can wake nobody."""
+    return thread.name.startswith("dhaga-to_thread") and not _busy
+
+
+_deadlock.add_quiet_thread_check(_idle_pool_thread)

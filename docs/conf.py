@@ -94,6 +94,9 @@ NAV: list[tuple[str, list[str]]] = [
         "migrating-from-asyncio",
         "migrating-from-threads",
     ]),
+    ("Debugging", [
+        "debugging",
+    ]),
     ("Performance", [
         "benchmarks",
     ]),

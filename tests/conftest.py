@@ -44,7 +44,7 @@ _dump_threads = pytest_timeout.dump_stacks
 def _dump_all(terminal):  # pragma: no cover - only runs on a hang
     _dump_threads(terminal)
     terminal.sep("~", title="dhagas")
-    terminal.write(scheduler.format_stacks())
+    terminal.write(dhaga.dump())
 
 
 pytest_timeout.dump_stacks = _dump_all

@@ -128,8 +128,24 @@ def test_done_name_and_callbacks():
 
 def test_default_names_are_unique():
     a, b = dhaga.spawn(int), dhaga.spawn(int)
-    assert a.name != b.name and a.name.startswith("Dhaga-")
+    assert a.name != b.name and a.name.startswith("int-")
     dhaga.joinall([a, b])
+
+
+def test_default_names_say_what_runs():
+    def fetch_page():
+        pass
+
+    class Handler:
+        def handle(self):
+            pass
+
+    d = dhaga.spawn(fetch_page)
+    e = dhaga.spawn(Handler().handle)
+    assert d.name == f"test_default_names_say_what_runs.<locals>.fetch_page-{d._id}"
+    assert e.name.startswith("test_default_names_say_what_runs.<locals>.Handler.handle-")
+    dhaga.joinall([d, e])
+    assert d.name.endswith(f"fetch_page-{d._id}")  # fixed once read, also after it finished
 
 
 def test_dhaga_cannot_be_constructed_directly():

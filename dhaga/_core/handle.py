@@ -8,16 +8,18 @@ through `get_scheduler`; it must not know how the kernel runs, parks or wakes dh
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Any, Callable, Generator
 
 from ..errors import Killed, Timeout
-from .states import DONE, STATE_NAMES, TIMED_OUT, _call_callback, _Waiter
+from .states import DONE, STATE_NAMES, TIMED_OUT, _call_callback, _Waiter, label_of
 from .threads import get_scheduler
 
 __all__ = ["Dhaga"]
 
 _get_ident = threading.get_ident
+_ContextRun = type(contextvars.copy_context().run)
 
 
 class Dhaga(_Waiter):
@@ -43,8 +45,21 @@ class Dhaga(_Waiter):
     # ------------------------------------------------------------------ state
     @property
     def name(self) -> str:
-        """The dhaga's name (given at spawn, or set later); ``Dhaga-<id>`` by default."""
-        return self._name or f"Dhaga-{self._id}"
+        """The dhaga's name: set by the program, or by default what it runs and a number.
+
+        The default is the function's qualified name and the dhaga's number, such as
+        ``Server.handle-12`` (as asyncio's task reprs show their coroutine), fixed the first
+        time it is read; a dhaga that finished before it was ever read is ``Dhaga-<number>``.
+        """
+        name = self._name
+        if name is None:
+            fn = self._fn
+            if fn is None:
+                return f"Dhaga-{self._id}"
+            if isinstance(fn, _ContextRun) and self._args:  # Scheduler.submit's ctx.run(fn)
+                fn = self._args[0]
+            name = self._name = f"{label_of(fn)}-{self._id}"
+        return name
 
     @name.setter
     def name(self, value: str) -> None:
@@ -94,7 +109,7 @@ class Dhaga(_Waiter):
         else:
             owner.call_threadsafe(self._add_joiner, ticket)
         try:
-            return sched.park_timed(waiter, timeout) is not TIMED_OUT
+            return sched.park_timed(waiter, timeout, self) is not TIMED_OUT
         finally:
             if self._state is not DONE:
                 if local:

@@ -36,6 +36,7 @@ import asyncio
 import contextvars
 import itertools
 import threading
+import time
 from asyncio.events import _get_running_loop, _set_running_loop
 from collections import deque
 from concurrent.futures import Future as _ConcurrentFuture
@@ -46,6 +47,7 @@ import greenlet
 
 from ..errors import BlockingError, Killed, Timeout
 from . import threads
+from .deadlock import diagnose
 from .handle import Dhaga
 from .states import (
     DONE,
@@ -66,6 +68,7 @@ __all__ = ["DRAIN_EXTRA", "Scheduler", "wake"]
 _getcurrent = greenlet.getcurrent
 _get_ident = threading.get_ident
 _copy_context = contextvars.copy_context
+_monotonic = time.monotonic
 _ids = itertools.count(1)
 
 #: How many dhagas woken *during* a drain may still run in it before the loop polls for I/O
@@ -103,12 +106,17 @@ class Scheduler:
         self._top = _TopLevel(self)
         self._ioloop: Any = None
         self.alive = 0  # dhagas spawned and not yet finished
+        self.spawned = 0  # dhagas ever spawned here
         self._closed = False
         self._top_woken = False
         self._hidden_loop: asyncio.AbstractEventLoop | None = None  # set while a batch runs
         self._call_soon = loop.call_soon
         self.timers = TimerQueue(loop)
         self._call_later = self.timers.call_later
+        self._batch_at = 0.0  # when the current (or last) batch began: parks are dated by it
+        # asyncio's selector loops let `Deadlock` be detected where the loop would sleep forever.
+        sel = getattr(loop, "_selector", None)
+        self._selector = sel if hasattr(sel, "get_map") and hasattr(sel, "select") else None
 
     def __repr__(self) -> str:
         return f"<Scheduler thread={self.thread_id} alive={self.alive} loop={self.loop!r}>"
@@ -153,6 +161,7 @@ class Scheduler:
         d._retrieved = False
         d._reporter = None
         self.alive += 1
+        self.spawned += 1
         self._runq.append(d)
         if not self._drain_pending:
             self._drain_pending = True
@@ -216,7 +225,7 @@ class Scheduler:
             raise BlockingError(_BLOCKING_MSG)
         return self._top
 
-    def park(self, waiter: _Waiter, timeout: float | None = None) -> Any:
+    def park(self, waiter: _Waiter, timeout: float | None = None, on: Any = None) -> Any:
         """Suspend ``waiter`` (the caller) until `wake`; return the value it is woken with.
 
         The caller must have registered ``waiter`` where the wake-up comes from, and must
@@ -225,6 +234,7 @@ class Scheduler:
         Args:
             waiter: the current dhaga, or this thread's top-level waiter (`Scheduler.waiter`).
             timeout: seconds to wait at most; None waits forever.
+            on: what it waits on (shown by ``dhaga.dump()`` and in `Deadlock`).
 
         Returns:
             the value the waiter was woken with.
@@ -241,6 +251,8 @@ class Scheduler:
                 waiter._pending_exc = None
                 raise exc
             waiter._state = PARKED
+            waiter._on = on
+            waiter._since = self._batch_at
             self._switch_next()
             waiter._gen += 1
             exc = waiter._resume_exc
@@ -250,12 +262,12 @@ class Scheduler:
             value = waiter._resume_value
             waiter._resume_value = None
             return value
-        value = self.park_timed(waiter, timeout)
+        value = self.park_timed(waiter, timeout, on)
         if value is TIMED_OUT:
             raise Timeout(f"timed out after {timeout}s", timeout)
         return value
 
-    def park_timed(self, waiter: _Waiter, timeout: float | None) -> Any:
+    def park_timed(self, waiter: _Waiter, timeout: float | None, on: Any = None) -> Any:
         """Like `park`, but return `TIMED_OUT` when ``timeout`` expires instead of raising.
 
         Primitives whose timeout is not an error (``join``, ``Event.wait``) use this, so that
@@ -265,6 +277,7 @@ class Scheduler:
         Args:
             waiter: the current dhaga, or this thread's top-level waiter.
             timeout: seconds to wait at most; None waits forever.
+            on: what it waits on (shown by ``dhaga.dump()`` and in `Deadlock`).
 
         Returns:
             the value the waiter was woken with, or `TIMED_OUT`.
@@ -277,6 +290,8 @@ class Scheduler:
             waiter._pending_exc = None
             raise exc
         waiter._state = PARKED
+        waiter._on = on
+        waiter._since = self._batch_at
         if timeout is None:
             if waiter is self._top:
                 self._suspend(waiter)
@@ -339,6 +354,10 @@ class Scheduler:
                 waiter._state = RUNNING
                 waiter._gen += 1
                 raise BlockingError(_BLOCKING_MSG)
+            waiter._since = _monotonic()
+            sel = self._selector
+            if sel is not None:  # see _select: where the loop would sleep forever
+                sel.select = self._select
             try:
                 while waiter._state is PARKED:
                     loop.run_forever()
@@ -347,6 +366,9 @@ class Scheduler:
                 waiter._gen += 1
                 raise
             finally:
+                waiter._on = None  # what it waited on must not be kept alive from here
+                if sel is not None:
+                    sel.__dict__.pop("select", None)
                 # Drains were skipped while the loop was stopping: make sure the dhagas still
                 # runnable get one when the loop runs next, whoever runs it.
                 self._top_woken = False
@@ -447,6 +469,21 @@ class Scheduler:
         self._drain()
         return True
 
+    def _select(self, timeout: float | None = None) -> Any:
+        """The loop's selector, while top-level code waits: where `Deadlock` is found.
+
+        asyncio asks its selector to wait with no timeout only when it has no callback ready
+        and no timer at all. If then nothing else can wake anything (`dhaga._core.deadlock`),
+        the top-level waiter is woken with `Deadlock` instead of sleeping forever.
+        """
+        sel = self._selector
+        if timeout is None and self._top._state is PARKED and not self._runq:
+            exc = diagnose(self)
+            if exc is not None:
+                self._unpark(self._top, None, exc)
+                return []
+        return type(sel).select(sel, timeout)
+
     # ------------------------------------------------------------------ the hub side
     def _drain(self) -> None:
         """Run one batch of the run queue (a loop callback).
@@ -462,6 +499,7 @@ class Scheduler:
             self._drain_pending = False
             raise RuntimeError("the event loop is being run from inside a dhaga")
         self._hub = hub
+        self._batch_at = _monotonic()
         runq = self._runq
         self._batch = len(runq) + DRAIN_EXTRA
         # Dhagas are synchronous code: inside one, asyncio reports no running loop (as under
@@ -488,12 +526,14 @@ class Scheduler:
 
     def _finish(self, task: Dhaga, value: Any, exc: BaseException | None) -> None:
         """Record the outcome, release what the dhaga held, wake joiners, run callbacks."""
+        if exc is not None and task._name is None:
+            task.name  # noqa: B018 - fix the default name (what ran) while it is still known
         if task._state is NEW:
             task._gr = None  # killed before starting; it stays in the run queue, skipped
         task._state = DONE
         task._value = value
         task._exc = exc
-        task._fn = task._args = task._kw = task._ctx = task._gr = None
+        task._fn = task._args = task._kw = task._ctx = task._gr = task._on = None
         task._pending_exc = None
         self.alive -= 1
         joiners = task._joiners

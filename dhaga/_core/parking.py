@@ -43,7 +43,7 @@ from .threads import _local, get_scheduler
 __all__ = [
     "Ticket", "ticket", "current_waiter", "park", "park_queued", "unqueue", "remove", "wake",
     "wake_soon", "wake_now", "hand_over", "interrupt", "discard_interrupt", "is_parked", "sleep",
-    "Slot", "Lot", "RAISE",
+    "Slot", "Lot", "RAISE", "Waiting",
 ]  # fmt: skip
 
 Ticket = tuple  # (waiter, gen): one park of one waiter
@@ -98,13 +98,15 @@ def ticket() -> Ticket:
     return (waiter, waiter._gen)
 
 
-def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE, on: Any = None) -> Any:
     """Suspend the caller (the ticket's waiter) until its ticket is woken; return the value.
 
     Args:
         t: the caller's ticket, taken with `ticket()` and registered where the wake comes from.
         timeout: seconds at most; None waits forever.
         timed_out: returned when ``timeout`` expires; by default `Timeout` is raised instead.
+        on: what the caller waits on (a lock, a queue, an fd...), for ``dhaga.dump()`` and
+            `Deadlock`; its ``repr`` is shown, and only when asked for.
 
     Raises:
         Timeout: ``timeout`` expired and ``timed_out`` was not given.
@@ -114,8 +116,8 @@ def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE) -> Any
     waiter = t[0]
     sched = waiter._sched
     if timeout is None and waiter is sched._current:
-        return _park_dhaga(sched, waiter)
-    value = sched.park_timed(waiter, timeout)
+        return _park_dhaga(sched, waiter, on)
+    value = sched.park_timed(waiter, timeout, on)
     if value is TIMED_OUT:
         if timed_out is RAISE:
             raise Timeout(f"timed out after {timeout}s", timeout)
@@ -123,7 +125,7 @@ def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE) -> Any
     return value
 
 
-def _park_dhaga(sched: Scheduler, waiter: Any) -> Any:
+def _park_dhaga(sched: Scheduler, waiter: Any, on: Any) -> Any:
     """The running dhaga parks without a timeout: the hot path of every wait.
 
     `Scheduler.park` with `Scheduler._switch_next`'s common case (the next dhaga of the batch
@@ -134,6 +136,8 @@ def _park_dhaga(sched: Scheduler, waiter: Any) -> Any:
         waiter._pending_exc = None
         raise exc
     waiter._state = PARKED
+    waiter._on = on
+    waiter._since = sched._batch_at
     runq = sched._runq
     if sched._batch > 0 and runq and runq[0]._state is RUNNING:
         sched._batch -= 1
@@ -156,7 +160,7 @@ def _park_dhaga(sched: Scheduler, waiter: Any) -> Any:
 
 
 def park_queued(
-    tickets: Any, mutex: Any, timeout: float | None = None, timed_out: Any = RAISE
+    tickets: Any, mutex: Any, timeout: float | None = None, timed_out: Any = RAISE, on: Any = None
 ) -> Any:
     """Queue the caller's ticket at the end of ``tickets``, release ``mutex``, and `park`.
 
@@ -186,6 +190,8 @@ def park_queued(
             waiter._pending_exc = None
             raise exc
         waiter._state = PARKED
+        waiter._on = on
+        waiter._since = sched._batch_at
         runq = sched._runq
         if sched._batch > 0 and runq and runq[0]._state is RUNNING:
             sched._batch -= 1
@@ -205,7 +211,7 @@ def park_queued(
         value = waiter._resume_value
         waiter._resume_value = None
         return value
-    value = sched.park_timed(waiter, timeout)
+    value = sched.park_timed(waiter, timeout, on)
     if value is TIMED_OUT:
         if timed_out is RAISE:
             raise Timeout(f"timed out after {timeout}s", timeout)
@@ -322,6 +328,8 @@ def sleep(seconds: float = 0) -> None:
         waiter._pending_exc = None
         raise exc
     waiter._state = PARKED
+    waiter._on = _SLEEP
+    waiter._since = sched._batch_at
     if seconds <= 0:
         if waiter is sched._top:
             if sched._runq and not sched._drain_pending:  # others run first, then we return
@@ -396,7 +404,7 @@ class Slot:
     def __repr__(self) -> str:
         return f"<Slot {'empty' if self.ticket is None else self.ticket[0]!r}>"
 
-    def park(self, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+    def park(self, timeout: float | None = None, timed_out: Any = RAISE, on: Any = None) -> Any:
         """Park the caller in the slot until `wake`; see `park`.
 
         Raises:
@@ -406,7 +414,7 @@ class Slot:
             raise ConcurrentUseError("another dhaga is already waiting here")
         t = self.ticket = ticket()
         try:
-            return park(t, timeout, timed_out)
+            return park(t, timeout, timed_out, on)
         finally:
             if self.ticket is t:
                 self.ticket = None
@@ -440,7 +448,7 @@ class Lot:
     def __repr__(self) -> str:
         return f"<Lot waiters={len(self._tickets)}>"
 
-    def park(self, timeout: float | None = None, timed_out: Any = RAISE) -> Any:
+    def park(self, timeout: float | None = None, timed_out: Any = RAISE, on: Any = None) -> Any:
         """Park the caller until `wake_one`/`wake_all` reaches it; see `park`.
 
         A waiter woken as its timeout expires counts as woken (it returns the value).
@@ -450,7 +458,7 @@ class Lot:
         with mutex:
             self._tickets.append(t)
         try:
-            value = park(t, timeout, _TIMED_OUT)
+            value = park(t, timeout, _TIMED_OUT, self if on is None else on)
         except BaseException:
             self._remove(t)
             raise
@@ -489,3 +497,40 @@ class Lot:
 
 
 _TIMED_OUT = object()
+
+
+class Waiting:
+    """A readable ``on=`` for waits with no object of their own: ``Waiting("joinall", dhagas)``.
+
+    Args:
+        what: the operation, shown as its name.
+        obj: what it is applied to; its ``repr`` is taken only when a dump asks.
+    """
+
+    __slots__ = ("what", "obj")
+
+    def __init__(self, what: str, obj: Any = None) -> None:
+        self.what = what
+        self.obj = obj
+
+    def __repr__(self) -> str:
+        obj = self.obj
+        if isinstance(obj, (list, tuple)) and len(obj) > 4:
+            shown = ", ".join(repr(o) for o in obj[:4]) + f", ... ({len(obj)} in all)"
+        elif isinstance(obj, (list, tuple)):
+            shown = ", ".join(repr(o) for o in obj)
+        elif obj is None:
+            shown = ""
+        else:
+            shown = getattr(obj, "__qualname__", None) or repr(obj)
+        return f"{self.what}({shown})"
+
+
+class _Sleep:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "sleep()"
+
+
+_SLEEP = _Sleep()  # what a sleeping waiter parked on

@@ -32,7 +32,12 @@ TIMED_OUT = _TimedOut()
 class _Waiter:
     """What `park` suspends and `wake` resumes: a dhaga or a thread's top level."""
 
-    __slots__ = ("_sched", "_state", "_resume_value", "_resume_exc", "_pending_exc", "_gen")
+    # ``_on`` (what the waiter parked on, for dumps and `Deadlock`) and ``_since`` (when, by the
+    # scheduler's batch clock) are set by each park and read only by `dhaga._core.census`.
+    __slots__ = (
+        "_sched", "_state", "_resume_value", "_resume_exc", "_pending_exc", "_gen", "_on",
+        "_since",
+    )  # fmt: skip
 
     def _take_resume(self) -> Any:
         self._gen += 1  # wake-ups addressed to the park that just ended are now stale
@@ -54,11 +59,21 @@ class _TopLevel(_Waiter):
     def __init__(self, sched: Any) -> None:
         self._sched = sched
         self._state = RUNNING
-        self._resume_value = self._resume_exc = self._pending_exc = None
+        self._resume_value = self._resume_exc = self._pending_exc = self._on = None
         self._gen = 0
+        self._since = 0.0
 
     def __repr__(self) -> str:
         return f"<top level of thread {self._sched.thread_id}>"
+
+
+def label_of(fn: Any) -> str:
+    """What a function is called in a dhaga's default name: its qualified name."""
+    inner = getattr(fn, "func", None)  # functools.partial
+    if inner is not None:
+        fn = inner
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name or type(fn).__name__
 
 
 class _FailureReporter:

@@ -20,12 +20,21 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from asyncio.events import _get_running_loop
 from typing import Any, Callable
 
-__all__ = ["get_scheduler", "reset_scheduler", "use_loop"]
+__all__ = ["all_schedulers", "get_scheduler", "reset_scheduler", "use_loop"]
 
 _local = threading.local()
+_schedulers: weakref.WeakSet = weakref.WeakSet()  # every scheduler of every thread, for census
+#: Called (no arguments, on the new scheduler's thread) as each scheduler is made: instruments.
+on_new_scheduler: list[Callable[[], Any]] = []
+
+
+def all_schedulers() -> list[Any]:
+    """Every scheduler still referenced, on every thread (for dumps and the monitor)."""
+    return list(_schedulers)
 Scheduler: Any = None  # the kernel's class, registered by `set_scheduler_type`
 
 
@@ -105,6 +114,9 @@ def _new_scheduler(running: asyncio.AbstractEventLoop | None) -> Any:
         sched = Scheduler(loop, owns_loop=True)
         _local.__dict__.setdefault("cleanups", []).append(_ThreadCleanup(sched))
     _local.sched = sched
+    _schedulers.add(sched)
+    for hook in on_new_scheduler:
+        hook()
     return sched
 
 

@@ -61,11 +61,24 @@ def _ebadf() -> OSError:
     return OSError(errno.EBADF, os.strerror(errno.EBADF))
 
 
+class _FdWait:
+    """What a dhaga waiting on a file descriptor waits on, as ``dhaga.dump()`` shows it."""
+
+    __slots__ = ("fd", "direction")
+
+    def __init__(self, fd: int, direction: str) -> None:
+        self.fd = fd
+        self.direction = direction
+
+    def __repr__(self) -> str:
+        return f"fd {self.fd} ({self.direction})"
+
+
 class _Watcher:
     """The reader and writer slots of one file descriptor on one scheduler's loop."""
 
     __slots__ = ("fd", "sched", "loop", "reader", "writer", "r_on", "w_on", "closed",
-                 "__weakref__")
+                 "r_what", "w_what", "__weakref__")
 
     def __init__(self, fd: int, sched: Any) -> None:
         self.fd = fd
@@ -76,9 +89,15 @@ class _Watcher:
         self.r_on = False
         self.w_on = False
         self.closed = False
+        self.r_what = _FdWait(fd, "read")
+        self.w_what = _FdWait(fd, "write")
 
     def __repr__(self) -> str:
         return f"<_Watcher fd={self.fd} reader={self.reader!r} writer={self.writer!r}>"
+
+    def _dhaga_can_wake(self) -> bool:
+        """For `dhaga.Deadlock`: a registration nobody waits on cannot wake anyone."""
+        return self.reader is not None or self.writer is not None
 
     # Loop callbacks: they run on the scheduler's own thread.
     def _on_readable(self) -> None:
@@ -111,7 +130,7 @@ class _Watcher:
             self.loop.add_reader(self.fd, self._on_readable)
             self.r_on = True
         try:
-            park(mine)
+            park(mine, None, None, self.r_what)
         finally:
             self.reader = None
 
@@ -126,7 +145,7 @@ class _Watcher:
                 self.loop.add_writer(self.fd, self._on_writable)
                 self.w_on = True
             try:
-                return park(mine, timeout, False) is not False
+                return park(mine, timeout, False, self.w_what) is not False
             finally:
                 self.writer = None
                 if not keep and self.w_on and not self.loop.is_closed():
@@ -139,7 +158,7 @@ class _Watcher:
             self.loop.add_reader(self.fd, self._on_readable)
             self.r_on = True
         try:
-            return park(mine, timeout, False) is not False
+            return park(mine, timeout, False, self.r_what) is not False
         finally:
             self.reader = None
             if not keep and self.r_on and not self.loop.is_closed():
@@ -286,7 +305,7 @@ def wait_any(
                     if not w.r_on:
                         w.loop.add_reader(fd, w._on_readable)
                         w.r_on = True
-        return park(mine, timeout, False) is not False
+        return park(mine, timeout, False, [w.w_what if write else w.r_what for w, write in taken])
     finally:
         for w, write in taken:
             if write:

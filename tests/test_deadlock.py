@@ -1,0 +1,235 @@
+"""dhaga.Deadlock: raised when nothing can ever wake a top-level wait, and never while a wake is
+still possible. Each scenario runs in a fresh interpreter: pytest's own signal handler and the
+threads other tests leave behind would (rightly) stop the detector from concluding anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PRELUDE = """
+import asyncio, os, signal, subprocess, sys, threading, time
+import dhaga
+from dhaga.sync import Event, Lock, Queue
+"""
+
+
+def run_script(body: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("DHAGA_MONITOR", None)
+    code = PRELUDE + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, env=env, cwd=ROOT)
+
+
+def expect_deadlock(body: str) -> str:
+    body = "try:\n" + textwrap.indent(textwrap.dedent(body), "    ") + """
+except dhaga.Deadlock as e:
+    print("DEADLOCK", len(e.waits))
+    print(e)
+else:
+    print("NO DEADLOCK")
+"""
+    proc = run_script(body)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("DEADLOCK"), proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def expect_completes(body: str, result: str) -> None:
+    proc = run_script(body)
+    assert proc.returncode == 0, proc.stderr
+    assert "Deadlock" not in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == result, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------- raised
+def test_run_of_a_get_nothing_will_ever_put_raises_deadlock():
+    out = expect_deadlock("dhaga.run(lambda: Queue().get())")
+    assert "DEADLOCK 2" in out
+    assert "<lambda>-1 waits on <Queue size=0 maxsize=0>, at <string>:" in out
+    assert "<top level> waits on <Dhaga <lambda>-1 parked>" in out
+
+
+def test_queue_join_with_a_missing_task_done_raises_deadlock():
+    out = expect_deadlock("""
+        q = Queue()
+        def worker():
+            while True:
+                q.get()  # forgets q.task_done()
+        def main():
+            dhaga.spawn(worker)
+            q.put("job")
+            q.join()
+        dhaga.run(main)
+    """)
+    assert "worker-2 waits on <Queue size=0 maxsize=0>" in out
+    assert "main-1 waits on join() of <Queue size=0 maxsize=0> (1 tasks not done)" in out
+
+
+def test_a_top_level_blocking_call_raises_deadlock():
+    out = expect_deadlock("Event().wait()")
+    assert "<top level> waits on <Event unset waiters=1>" in out
+
+
+def test_locks_taken_in_opposite_orders_raise_deadlock_naming_both():
+    out = expect_deadlock("""
+        a, b = Lock(), Lock()
+        a_held, b_held = Event(), Event()
+        def one():
+            with a:
+                a_held.set(); b_held.wait()
+                with b: pass
+        def two():
+            with b:
+                b_held.set(); a_held.wait()
+                with a: pass
+        dhaga.joinall([dhaga.spawn(one), dhaga.spawn(two)])
+    """)
+    assert "one-1 waits on <Lock locked waiters=1>" in out
+    assert "two-2 waits on <Lock locked waiters=1>" in out
+
+
+def test_deadlock_found_once_the_last_timer_has_fired():
+    out = expect_deadlock("""
+        def main():
+            dhaga.sleep(0.05)
+            Queue().get()
+        dhaga.run(main)
+    """)
+    assert "main-1 waits on <Queue" in out
+
+
+def test_an_idle_socket_registration_does_not_hide_a_deadlock():
+    out = expect_deadlock("""
+        import dhaga.net
+        a, b = dhaga.net.socketpair()
+        def main():
+            b.sendall(b"x")
+            assert a.recv(1) == b"x"  # a's fd stays registered, with no reader waiting
+            Queue().get()
+        dhaga.run(main)
+    """)
+    assert "main-1 waits on <Queue" in out
+
+
+# ---------------------------------------------------------------------------- never raised
+def test_not_raised_while_a_timer_can_wake():
+    expect_completes("""
+        ev = Event()
+        dhaga.spawn_later(0.05, ev.set)
+        print(ev.wait())
+    """, "True")
+
+
+def test_not_raised_while_an_asyncio_timer_or_loop_callback_can_wake():
+    expect_completes("""
+        ev = Event()
+        loop = dhaga.get_scheduler().loop
+        loop.call_soon(lambda: loop.call_later(0.05, lambda: loop.call_soon(ev.set)))
+        print(ev.wait())
+    """, "True")
+
+
+def test_not_raised_while_a_watched_fd_can_wake():
+    expect_completes("""
+        import dhaga.net
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2); print('hi')"],
+                                 stdout=subprocess.PIPE)
+        dhaga.net.wait_readable(child.stdout.fileno())
+        print(child.stdout.readline().decode().strip())
+        child.wait()
+    """, "hi")
+
+
+def test_not_raised_while_to_thread_work_is_pending():
+    expect_completes("""
+        print(dhaga.run(lambda: dhaga.to_thread(lambda: (time.sleep(0.2), "done")[1])))
+    """, "done")
+
+
+def test_not_raised_after_to_thread_work_while_another_wait_is_live():
+    out = expect_deadlock("""
+        def main():
+            dhaga.to_thread(time.sleep, 0.01)  # its pool thread stays, idle
+            Queue().get()
+        dhaga.run(main)
+    """)
+    assert "main-1 waits on <Queue" in out
+
+
+def test_not_raised_while_another_thread_may_put_into_a_thread_safe_queue():
+    expect_completes("""
+        q = Queue()
+        threading.Thread(target=lambda: (time.sleep(0.2), q.put("from a thread"))).start()
+        print(dhaga.run(q.get))
+    """, "from a thread")
+
+
+def test_not_raised_while_another_thread_may_submit():
+    expect_completes("""
+        ev = Event()
+        sched = dhaga.get_scheduler()
+        threading.Thread(target=lambda: (time.sleep(0.2), sched.submit(ev.set))).start()
+        print(ev.wait())
+    """, "True")
+
+
+def test_not_raised_while_a_signal_handler_may_wake():
+    expect_completes("""
+        ev = Event()
+        loop = dhaga.get_scheduler().loop
+        loop.add_signal_handler(signal.SIGUSR1, ev.set)
+        subprocess.Popen(["sh", "-c", f"sleep 0.2; kill -USR1 {os.getpid()}"])
+        print(ev.wait())
+    """, "True")
+
+
+def test_not_raised_while_an_asyncio_task_is_pending():
+    expect_completes("""
+        from dhaga._core.deadlock import _wake_source
+        loop = dhaga.get_scheduler().loop
+        fut = loop.create_future()
+        async def waits():
+            await fut
+        task = loop.create_task(waits())
+        loop.run_until_complete(asyncio.sleep(0))  # the task starts, and waits on fut
+        sched = dhaga.get_scheduler()
+        print(_wake_source(sched))
+        task.cancel()
+    """, "an asyncio task")
+
+
+@pytest.mark.parametrize("loop", ["uvloop"])
+def test_never_raised_where_the_loop_cannot_be_seen_going_idle(loop):
+    pytest.importorskip("uvloop")
+    expect_completes("""
+        dhaga.use_loop("uvloop")
+        from dhaga._core.threads import get_scheduler
+        print(get_scheduler()._selector)
+    """, "None")
+
+
+def test_not_raised_while_an_unlisted_os_thread_runs():
+    expect_completes("""
+        import _thread
+        q = Queue()
+        _thread.start_new_thread(lambda: (time.sleep(0.2), q.put("from a raw thread")), ())
+        print(dhaga.run(q.get))
+    """, "from a raw thread")
+
+
+def test_not_raised_while_a_real_thread_is_starting_under_monkey_patching():
+    expect_completes("""
+        import dhaga.monkey
+        dhaga.monkey.patch_all()
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            print(sorted(ex.map(abs, [-1, -2])))
+    """, "[1, 2]")
