@@ -432,7 +432,8 @@ class _Connection:
                 resp.unread_body = inp
             self.served += 1
             handler.requests += 1
-            # The application, inline (see _run_app for the rest of the rules).
+            # The application, inline: a failure before the head is sent answers 500 (see
+            # _app_failed); an iterable's close() is always called (see _close_result).
             result = None
             try:
                 result = app(env, resp.start_response)
@@ -462,23 +463,6 @@ class _Connection:
                 if rest is None:
                     return
                 buf = rest
-
-    def _run_app(self, app: WSGIApp, env: dict, resp: Response) -> None:
-        """Call the application and send its response (`serve` does the same inline)."""
-        result = None
-        try:
-            result = app(env, resp.start_response)
-            if type(result) is list:
-                resp.send_list(result)
-            else:
-                resp.send_iterable(result)
-        except _ClientGone:
-            raise
-        except Exception as e:
-            self._app_failed(e, env, resp)
-        finally:
-            if result is not None and type(result) is not list:
-                self._close_result(result, env)
 
     def _app_failed(self, e: Exception, env: dict, resp: Response) -> None:
         """Answer 500 (or the body's error status) for an application that failed.
