@@ -107,6 +107,10 @@ class Scheduler:
         self._ioloop: Any = None
         self.alive = 0  # dhagas spawned and not yet finished
         self.spawned = 0  # dhagas ever spawned here
+        # Switches into dhagas, counted per batch (what a batch's budget used up), not per switch.
+        self.switches = 0
+        self._batch_cut = 0  # budget a waking top level took off the running batch
+        self._budget = 0  # the running batch's budget; 0 between batches
         self._closed = False
         self._top_woken = False
         self._hidden_loop: asyncio.AbstractEventLoop | None = None  # set while a batch runs
@@ -337,7 +341,10 @@ class Scheduler:
             # Top-level code is waiting: it runs after the dhagas runnable now (as if it were
             # queued behind them), not after those they wake in turn. Stopping the drain at
             # once instead would cost a loop restart per wake-up when many come together.
-            self._batch = min(self._batch, len(self._runq))
+            cut = self._batch - len(self._runq)
+            if cut > 0:
+                self._batch_cut += cut
+                self._batch -= cut
             self._top_woken = True  # and start no other before the loop stops (uvloop would)
             self.loop.stop()
             return True
@@ -501,7 +508,8 @@ class Scheduler:
         self._hub = hub
         self._batch_at = _monotonic()
         runq = self._runq
-        self._batch = len(runq) + DRAIN_EXTRA
+        budget = self._budget = self._batch = len(runq) + DRAIN_EXTRA
+        self._batch_cut = 0  # a cut made between batches (a stale budget) does not count
         # Dhagas are synchronous code: inside one, asyncio reports no running loop (as under
         # gevent), so libraries that detect async contexts (Django's async_unsafe) see sync
         # code. Loop code (callbacks, coroutines) still sees its loop. Once per batch.
@@ -516,10 +524,18 @@ class Scheduler:
             _set_running_loop(running)
             self._hidden_loop = None
             self._current = None
+            self.switches += budget - self._batch - self._batch_cut
+            self._batch_cut = self._budget = 0
             if runq:
                 self._call_soon(self._drain)  # still pending: the next batch
             else:
                 self._drain_pending = False
+
+    def switch_count(self) -> int:
+        """Switches into dhagas so far, the running batch's included."""
+        if self._budget:
+            return self.switches + self._budget - self._batch - self._batch_cut
+        return self.switches
 
     def _new_worker(self) -> _Worker:
         return _Worker(partial(work, self), parent=self._hub)

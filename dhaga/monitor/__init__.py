@@ -49,8 +49,9 @@ def stats() -> dict[str, Any]:
     """Counters of this thread's scheduler.
 
     Returns:
-        ``alive`` (spawned, not finished), ``spawned`` (ever), ``switches`` (into dhagas,
-        counted only while an instrument is installed, else None), ``runnable``, ``parked``,
+        ``alive`` (spawned, not finished), ``spawned`` (ever), ``switches`` (into dhagas;
+        the kernel adds up each batch's count once per batch, so it costs nothing per
+        switch), ``runnable``, ``parked``,
         ``loop_lag_p50`` and ``loop_lag_p99`` (seconds a callback waited for the loop, over the
         last 1024 probes of a running monitor; None when no monitor has watched this
         scheduler), ``blocked`` (blocking episodes the monitor reported).

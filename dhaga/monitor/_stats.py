@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._instruments import switch_count
 from ._watchdog import stats_of
 
 __all__ = ["scheduler_stats"]
@@ -26,7 +25,7 @@ def scheduler_stats(sched: Any) -> dict[str, Any]:
     return {
         "alive": sched.alive,
         "spawned": sched.spawned,
-        "switches": switch_count(sched),
+        "switches": sched.switch_count(),
         "runnable": runnable,
         "parked": max(0, sched.alive - runnable - running),
         "loop_lag_p50": pct(0.50),
