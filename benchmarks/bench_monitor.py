@@ -1,12 +1,14 @@
 """What the blocking detector costs: the same workloads with dhaga.monitor off and on.
 
 Each run is a fresh interpreter; "off" and "on" alternate, so both see the same machine load.
-Workloads: spawn+join and ping-pong (bench_core.py's), and a TCP echo round trip over loopback
-(a client dhaga and a server dhaga in one process). "on" is ``dhaga.monitor.start()`` with the
+Workloads: spawn+join and ping-pong (bench_core.py's), a TCP echo round trip over loopback
+(a client dhaga and a server dhaga in one process), and web: a dhaga.web hello-world server
+loaded by wrk (``-t1 -c50``, 3 s) from another process, measured as the server process's CPU
+time (user + system, the watchdog thread's included) per request. "on" is ``dhaga.monitor.start()`` with the
 default threshold (0.1 s): a probe callback per loop every 100 ms, nothing in the kernel.
 "instrumented" adds an instrument with a ``before_run`` hook, to show what hooks cost.
 
-    python benchmarks/bench_monitor.py [--repeat 7]
+    python benchmarks/bench_monitor.py [--repeat 7] [--workloads spawn,pingpong,echo,web]
 """
 
 from __future__ import annotations
@@ -58,6 +60,37 @@ def echo_run() -> float:
     return took
 
 
+def web_run() -> float:
+    import re
+    import resource
+
+    import dhaga
+    from dhaga.web import WSGIServer
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"hello"]
+
+    srv = WSGIServer(app, ("127.0.0.1", 0))
+    srv.start()
+    port = srv.address[1]
+
+    def load() -> float:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        out = dhaga.to_thread(subprocess.run,
+                              ["wrk", "-t1", "-c50", "-d3s", f"http://127.0.0.1:{port}/"],
+                              capture_output=True, text=True, timeout=60)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        requests = int(re.search(r"(\d+) requests in", out.stdout).group(1))
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return cpu / requests
+
+    try:
+        return dhaga.run(load)
+    finally:
+        srv.stop(timeout=0)
+
+
 def child(mode: str, workload: str) -> float:
     import dhaga.monitor
 
@@ -72,6 +105,8 @@ def child(mode: str, workload: str) -> float:
         dhaga.monitor.add_instrument(Count())
     if workload == "echo":
         result = echo_run()
+    elif workload == "web":
+        result = web_run()
     else:
         import bench_core
         result = bench_core.dhaga_run(workload, "asyncio")
@@ -84,7 +119,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--workloads", default="spawn,pingpong,echo")
+    ap.add_argument("--workloads", default="spawn,pingpong,echo,web")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
