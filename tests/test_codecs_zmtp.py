@@ -86,6 +86,7 @@ def feed_bytewise(conn: ZMTPConnection, data: bytes) -> list:
 def test_the_codec_imports_no_io():
     import ast
     import importlib
+    import importlib.util
 
     # The public module and the private ones it is made of, found by following its imports.
     codec, todo, imported = set(), ["dhaga.codecs.zmtp"], set()
@@ -96,7 +97,10 @@ def test_the_codec_imports_no_io():
             tree = ast.parse(source.read())
         names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}  # fmt: skip
-        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        package = name.rpartition(".")[0]  # relative imports resolve against the module's package
+        names |= {importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                  if node.level else node.module
+                  for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}  # fmt: skip
         todo += [n for n in names if n.startswith("dhaga.codecs.") and n not in codec]
         imported |= names
     assert imported - codec <= {"__future__", "struct", "collections.abc", "dataclasses", "enum",

@@ -49,8 +49,8 @@ from typing import Any
 
 import msgpack
 
-from dhaga.codecs._msgpack_rpc_messages import _ERROR_DATA, Message, _ext_hook, _to_message
-from dhaga.errors import MessageTooLarge, ProtocolError
+from ..errors import MessageTooLarge, ProtocolError
+from ._msgpack_rpc_messages import _ERROR_DATA, Message, _ext_hook, _to_message
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 """Largest encoded message a Decoder accepts by default: 64 MiB."""

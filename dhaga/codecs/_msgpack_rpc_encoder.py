@@ -22,7 +22,7 @@ from typing import Any, Callable
 import msgpack
 from msgpack import ExtType
 
-from dhaga.codecs._msgpack_rpc_messages import (
+from ._msgpack_rpc_messages import (
     _NOTIFICATION,
     _REQUEST,
     _RESPONSE,

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Union
 import msgpack
 from msgpack import ExtType
 
-from dhaga.errors import ProtocolError
+from ..errors import ProtocolError
 
 MAX_MSGID = 2**32 - 1
 """Largest msgid the spec allows (msgids are 32-bit unsigned integers)."""

@@ -37,8 +37,9 @@ what arrives (routing, load balancing, subscription matching, when to send a PIN
 
 from __future__ import annotations
 
-from dhaga.codecs._zmtp_curve import receive_sealed
-from dhaga.codecs._zmtp_events import (
+from ..errors import MessageTooLarge, ProtocolError
+from ._zmtp_curve import receive_sealed
+from ._zmtp_events import (
     Cancel,
     ConnectionState,
     Error,
@@ -51,14 +52,14 @@ from dhaga.codecs._zmtp_events import (
     Subscribe,
     UnknownCommand,
 )
-from dhaga.codecs._zmtp_mechanisms import (
+from ._zmtp_mechanisms import (
     Authenticate,
     AuthenticationFailed,
     Mechanism,
     authorize,
 )
-from dhaga.codecs._zmtp_socket_types import _IDENTITY_TYPES, SOCKET_TYPES
-from dhaga.codecs._zmtp_wire import (
+from ._zmtp_socket_types import _IDENTITY_TYPES, SOCKET_TYPES
+from ._zmtp_wire import (
     _COMPACT_AT,
     _GREETING_SIZE,
     _MAX_FRAME,
@@ -70,7 +71,6 @@ from dhaga.codecs._zmtp_wire import (
     _unpack_size,
     encode_message,
 )
-from dhaga.errors import MessageTooLarge, ProtocolError
 
 _GREETING = ConnectionState.GREETING
 _HANDSHAKE = ConnectionState.HANDSHAKE

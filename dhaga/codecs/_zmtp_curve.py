@@ -29,10 +29,10 @@ from __future__ import annotations
 import struct
 from typing import Any, Optional
 
-from dhaga.codecs._zmtp_events import ConnectionState, Message
-from dhaga.codecs._zmtp_mechanisms import Authenticate, Mechanism, authorize
-from dhaga.codecs._zmtp_wire import _COMPACT_AT, _encode_command, _fail, _parse_metadata
-from dhaga.errors import MessageTooLarge
+from ..errors import MessageTooLarge
+from ._zmtp_events import ConnectionState, Message
+from ._zmtp_mechanisms import Authenticate, Mechanism, authorize
+from ._zmtp_wire import _COMPACT_AT, _encode_command, _fail, _parse_metadata
 
 try:
     import nacl.bindings as _nacl

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from dhaga.codecs._zmtp_wire import _encode_command, _fail, _parse_metadata
-from dhaga.errors import ProtocolError
+from ..errors import ProtocolError
+from ._zmtp_wire import _encode_command, _fail, _parse_metadata
 
 __all__ = ["Mechanism", "PlainClient", "PlainServer", "AuthenticationFailed", "Authenticate"]
 

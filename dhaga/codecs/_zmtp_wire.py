@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from dhaga.codecs._zmtp_events import Cancel, Subscribe
-from dhaga.errors import ProtocolError
+from ..errors import ProtocolError
+from ._zmtp_events import Cancel, Subscribe
 
 #: Largest command body accepted from a peer. NULL-mechanism commands are tiny (READY is under
 #: 100 bytes, PING at most 23): only a SUBSCRIBE/CANCEL topic or application metadata in READY

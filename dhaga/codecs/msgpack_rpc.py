@@ -11,17 +11,17 @@ and `_msgpack_rpc_encoder` (the encode_* functions).
 
 from __future__ import annotations
 
-from dhaga.codecs._msgpack_rpc_decoder import (
+from ._msgpack_rpc_decoder import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_OBJECTS,
     Decoder,
 )
-from dhaga.codecs._msgpack_rpc_encoder import (
+from ._msgpack_rpc_encoder import (
     encode_notification,
     encode_request,
     encode_response,
 )
-from dhaga.codecs._msgpack_rpc_messages import (
+from ._msgpack_rpc_messages import (
     MAX_MSGID,
     ExtHandle,
     Message,

@@ -14,9 +14,9 @@ It is the codec's public face; the work is done in private modules, one job each
 
 from __future__ import annotations
 
-from dhaga.codecs._zmtp_connection import ZMTPConnection
-from dhaga.codecs._zmtp_curve import CurveClient, CurveServer, keypair
-from dhaga.codecs._zmtp_events import (
+from ._zmtp_connection import ZMTPConnection
+from ._zmtp_curve import CurveClient, CurveServer, keypair
+from ._zmtp_events import (
     Cancel,
     ConnectionState,
     Error,
@@ -29,15 +29,15 @@ from dhaga.codecs._zmtp_events import (
     Subscribe,
     UnknownCommand,
 )
-from dhaga.codecs._zmtp_mechanisms import (
+from ._zmtp_mechanisms import (
     Authenticate,
     AuthenticationFailed,
     Mechanism,
     PlainClient,
     PlainServer,
 )
-from dhaga.codecs._zmtp_socket_types import SOCKET_TYPES, compatible, mismatch_reason
-from dhaga.codecs._zmtp_wire import MAX_COMMAND_SIZE, encode_message, parse_subscription
+from ._zmtp_socket_types import SOCKET_TYPES, compatible, mismatch_reason
+from ._zmtp_wire import MAX_COMMAND_SIZE, encode_message, parse_subscription
 
 __all__ = [
     "SOCKET_TYPES", "MAX_COMMAND_SIZE", "ConnectionState", "ZMTPConnection", "Event",

@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Iterable, Mapping, Optional
 
-from dhaga.codecs import z85
+from ..codecs import z85
 
 __all__ = ["Authenticator", "CURVE_ALLOW_ANY", "running"]
 

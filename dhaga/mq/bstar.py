@@ -31,8 +31,8 @@ from collections.abc import Callable
 from enum import IntEnum
 
 import dhaga
-from dhaga.sync import Event as _Flag
 
+from ..sync import Event as _Flag
 from .errors import SocketClosed, SplitBrain
 from .socket import Socket
 

@@ -21,8 +21,7 @@ import os
 import threading
 from typing import Any
 
-from dhaga.codecs.zmtp import compatible
-
+from ..codecs.zmtp import compatible
 from .errors import NotSupported
 from .pipe import Channel, Pipe, sum_hwm
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar, overload
 
-from dhaga.codecs.z85 import decode as decode_z85
+from ..codecs.z85 import decode as decode_z85
 
 __all__ = ["Option", "OPTIONS"]
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dhaga.group import iwait
-from dhaga.scheduler import spawn
-
+from ..group import iwait
+from ..scheduler import spawn
 from .errors import SocketClosed
 
 __all__ = ["proxy"]

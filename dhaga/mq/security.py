@@ -9,10 +9,9 @@ from __future__ import annotations
 import socket as _stdsocket
 from typing import Any, Callable, Optional
 
-from dhaga.codecs import z85
-from dhaga.codecs.zmtp import CurveClient, CurveServer, Mechanism, PlainClient, PlainServer
-from dhaga.codecs.zmtp import keypair as _raw_keypair
-
+from ..codecs import z85
+from ..codecs.zmtp import CurveClient, CurveServer, Mechanism, PlainClient, PlainServer
+from ..codecs.zmtp import keypair as _raw_keypair
 from . import auth
 
 __all__ = ["curve_keypair", "z85_encode", "z85_decode", "check_security", "handshake_for"]
@@ -53,7 +52,7 @@ def check_security(sock: Any) -> None:
     """
     if mechanism_name(sock) != "CURVE":
         return
-    from dhaga.codecs._zmtp_curve import require_sodium
+    from ..codecs._zmtp_curve import require_sodium
 
     require_sodium()
     if len(sock.curve_secretkey) != 32 or len(sock.curve_publickey) != 32:

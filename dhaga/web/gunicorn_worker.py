@@ -41,8 +41,8 @@ from typing import Any
 from gunicorn.workers.base import Worker
 
 import dhaga
-from dhaga.sync import Event
 
+from ..sync import Event
 from .server import WSGIServer
 
 __all__ = ["GunicornWorker"]

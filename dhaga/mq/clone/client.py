@@ -34,8 +34,8 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 import dhaga
-from dhaga.sync import Event as _Flag
 
+from ...sync import Event as _Flag
 from ..errors import BadMessage, SocketClosed
 from ..poller import POLLIN, Poller
 from ..socket import Socket

@@ -30,8 +30,8 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 import dhaga
-from dhaga.sync import Event as _Flag
 
+from ...sync import Event as _Flag
 from ..bstar import BinaryStar, State
 from ..errors import BadMessage, SocketClosed
 from ..socket import Socket

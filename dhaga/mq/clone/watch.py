@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import dhaga
-from dhaga.sync import Queue
 
+from ...sync import Queue
 from ..errors import SocketClosed
 
 if TYPE_CHECKING:
