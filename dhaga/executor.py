@@ -34,9 +34,8 @@ from concurrent.futures.thread import BrokenThreadPool
 from contextvars import copy_context
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from greenlet import GreenletExit
-
 from ._core.parking import park, ticket, wake
+from ._core.workers import WorkerExit
 from .errors import Timeout
 from .scheduler import Scheduler, _local, get_scheduler
 from .sync import Event
@@ -323,7 +322,7 @@ class GreenExecutor(_cf.Executor):
         if f.set_running_or_notify_cancel():
             try:
                 result = fn(*args, **kwargs)
-            except GreenletExit as exc:  # its scheduler is gone: nothing more runs here
+            except WorkerExit as exc:  # its scheduler is gone: nothing more runs here
                 abandoned = True
                 f.set_exception(exc)
             except BaseException as exc:  # noqa: BLE001 - the future carries it (Killed too)

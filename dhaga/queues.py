@@ -55,7 +55,7 @@ else:
 
 
 T = TypeVar("T")
-_TIMED_OUT = object()  # what `park` returns here when a timeout expired
+_EXPIRED = object()  # what `park` returns here when its timeout expired
 
 
 class _Joining:
@@ -252,13 +252,13 @@ class Queue(Generic[T]):
     def _put_parked(self, item: T, timeout: float | None) -> None:
         """Queue up for a slot (the caller holds the mutex), park, then put ``item``."""
         try:
-            got = park_queued(self._putters, self._mutex, timeout, _TIMED_OUT, self)
+            got = park_queued(self._putters, self._mutex, timeout, _EXPIRED, self)
         except BlockingError:
             raise  # called on the loop: it never queued
         except BaseException:
             self._leave(self._putters, getter=False)
             raise
-        if got is _TIMED_OUT and unqueue(self._putters, self._mutex):
+        if got is _EXPIRED and unqueue(self._putters, self._mutex):
             raise Full
         mutex = self._mutex  # a slot was reserved for us (or the queue was shut down)
         mutex.acquire()
@@ -341,13 +341,13 @@ class Queue(Generic[T]):
                 wake(ticket, _RESERVED)
             return item
         try:
-            got = park_queued(self._getters, mutex, timeout, _TIMED_OUT, self)  # releases the mutex
+            got = park_queued(self._getters, mutex, timeout, _EXPIRED, self)  # releases the mutex
         except BlockingError:
             raise  # called on the loop: it never queued
         except BaseException:
             self._leave(self._getters, getter=True)
             raise
-        if got is _RESERVED or got is _TIMED_OUT:
+        if got is _RESERVED or got is _EXPIRED:
             return self._get_reserved(got, timeout)
         return got  # type: ignore[no-any-return] - handed over directly by a putter
 
@@ -362,9 +362,9 @@ class Queue(Generic[T]):
         """A parked getter woken without an item in hand: take the one reserved for it."""
         mutex = self._mutex
         while True:
-            if got is not _RESERVED and got is not _TIMED_OUT:  # handed over by a putter
+            if got is not _RESERVED and got is not _EXPIRED:  # handed over by a putter
                 return got  # type: ignore[no-any-return]
-            if got is _TIMED_OUT and unqueue(self._getters, mutex):
+            if got is _EXPIRED and unqueue(self._getters, mutex):
                 raise Empty
             mutex.acquire()  # an item was reserved for us (or the queue was shut down)
             try:
@@ -383,7 +383,7 @@ class Queue(Generic[T]):
             # Someone took the item reserved for us (a newcomer of another thread, at the
             # instant it was reserved): wait again, first in line.
             try:
-                got = park_queued(_FirstInLine(self._getters), mutex, timeout, _TIMED_OUT, self)
+                got = park_queued(_FirstInLine(self._getters), mutex, timeout, _EXPIRED, self)
             except BaseException:
                 self._leave(self._getters, getter=True)
                 raise
@@ -478,7 +478,7 @@ class Queue(Generic[T]):
         finally:
             mutex.release()
         try:
-            if park(mine, timeout, _TIMED_OUT, _Joining(self)) is not _TIMED_OUT:
+            if park(mine, timeout, _EXPIRED, _Joining(self)) is not _EXPIRED:
                 return
         except BaseException:
             _remove(self._mutex, self._joiners, mine)

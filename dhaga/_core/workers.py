@@ -16,16 +16,19 @@ the scheduler's run queue and hands each outcome back to `Scheduler._finish`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import greenlet
 
 from ..errors import Killed
 from .states import DONE, NEW, RUNNING
 
-__all__ = ["MAX_IDLE_WORKERS", "work"]
+__all__ = ["MAX_IDLE_WORKERS", "WorkerExit", "set_switch_hook", "work"]
 
 _getcurrent = greenlet.getcurrent
+
+#: Raised in a worker whose greenlet is being thrown away (its scheduler is gone).
+WorkerExit = greenlet.GreenletExit
 
 #: Idle worker greenlets kept for reuse; beyond this, finished workers exit and free memory.
 MAX_IDLE_WORKERS = 1024
@@ -35,6 +38,28 @@ class _Worker(greenlet.greenlet):
     """A greenlet that runs dhagas, one after another."""
 
     __slots__ = ("task",)
+
+
+def set_switch_hook(hook: Callable[[Any, Any], None] | None) -> None:
+    """On the calling OS thread, call ``hook(left, entered)`` at every switch that leaves or
+    enters a dhaga (each the `Dhaga`, or None for the hub or top level); None removes it.
+
+    For instruments only: while a hook is installed, every switch costs a Python call.
+    """
+    if hook is None:
+        greenlet.settrace(None)
+        return
+
+    def trace(event: str, args: Any) -> None:
+        if event not in ("switch", "throw"):
+            return
+        origin, target = args
+        left = origin.task if isinstance(origin, _Worker) else None
+        entered = target.task if isinstance(target, _Worker) else None
+        if left is not None or entered is not None:
+            hook(left, entered)
+
+    greenlet.settrace(trace)
 
 
 def work(sched: Any) -> None:

@@ -4,9 +4,9 @@ How this works
 --------------
 With no instrument installed the kernel runs its ordinary code: nothing is checked per switch.
 Installing the first one swaps in instrumented code: `Scheduler.spawn` and `Scheduler._finish`
-are wrapped (class attributes, so every caller gets the wrapped ones), and a greenlet trace
-function (``greenlet.settrace``, one per OS thread) sees every switch into or out of a dhaga's
-worker: ``before_run`` / ``after_run``, and ``parked(d, on)`` when the dhaga left because it
+are wrapped (class attributes, so every caller gets the wrapped ones), and a switch hook
+(`dhaga._core.workers.set_switch_hook`, one per OS thread) sees every switch into or out of a
+dhaga's worker: ``before_run`` / ``after_run``, and ``parked(d, on)`` when the dhaga left because it
 parked. A dhaga that a worker starts inline (no switch) is announced by its wrapped function.
 Removing the last instrument swaps the plain code back.
 
@@ -24,12 +24,10 @@ import threading
 import weakref
 from typing import Any
 
-import greenlet
-
 from .._core import threads as _threads
 from .._core.kernel import Scheduler
 from .._core.states import NEW, PARKED
-from .._core.workers import _Worker
+from .._core.workers import set_switch_hook
 
 __all__ = ["add_instrument", "remove_instrument", "notify_blocked", "switch_count"]
 
@@ -83,14 +81,11 @@ def _after(d: Any) -> None:
         _call("parked", d, getattr(d, "_on", None))
 
 
-def _trace(event: str, args: Any) -> None:
-    if event not in ("switch", "throw"):
-        return
-    origin, target = args
-    if isinstance(origin, _Worker) and origin.task is not None:
-        _after(origin.task)
-    if isinstance(target, _Worker) and target.task is not None:
-        _before(target.task)
+def _on_switch(left: Any, entered: Any) -> None:
+    if left is not None:
+        _after(left)
+    if entered is not None:
+        _before(entered)
 
 
 class _Announced:
@@ -128,7 +123,7 @@ def _finish(self: Scheduler, task: Any, value: Any, exc: BaseException | None) -
 
 
 def _settrace_here() -> None:
-    greenlet.settrace(_trace if _instruments else None)
+    set_switch_hook(_on_switch if _instruments else None)
 
 
 def _each_thread() -> None:

@@ -67,7 +67,7 @@ __all__ = ["Connection", "current_connection", "DEFAULT_WRITE_BUFFER_LIMIT"]
 
 log = logging.getLogger("dhaga.rpc")
 
-_TIMED_OUT = object()  # what `park` returns here when a timeout expired
+_EXPIRED = object()  # what `park` returns here when its timeout expired
 
 #: Bytes queued for sending above which callers wait for the writer (backpressure).
 DEFAULT_WRITE_BUFFER_LIMIT = 4 * 1024 * 1024
@@ -232,10 +232,10 @@ class Connection:
         mine = pending[msgid] = ticket()
         try:
             self._queue(data)
-            value = park(mine, wait, _TIMED_OUT)
+            value = park(mine, wait, _EXPIRED)
         finally:
             pending.pop(msgid, None)
-        if value is _TIMED_OUT:
+        if value is _EXPIRED:
             raise Timeout(f"no reply to {method!r} within {timeout}s", timeout)
         return value
 
@@ -500,7 +500,7 @@ class Connection:
             mine = ticket()
             self._drain_waiters.append(mine)
             try:
-                if park(mine, timeout, _TIMED_OUT) is _TIMED_OUT:
+                if park(mine, timeout, _EXPIRED) is _EXPIRED:
                     raise Timeout(f"the connection to {self.peer} took no data for {timeout}s",
                                   timeout)
             finally:
