@@ -9,9 +9,9 @@ worker can run the next dhaga without creating a new greenlet.
 
 There is one way to suspend. Code that must wait takes a *waiter* (the current dhaga, or the
 thread's top-level waiter when no dhaga is running), registers it wherever the wake-up will come
-from, and calls `Scheduler.park(waiter, timeout)`. Whoever wakes it calls `wake(waiter, value,
-exc)`: the waiter goes on the run queue (or, for the top level, the loop is stopped) and
-`park` returns the value or raises the exception. A timeout is a timer that wakes the waiter
+from, and parks (`dhaga._core.parking.park`, over `Scheduler.park_timed`). Whoever wakes it
+calls `wake`: the waiter goes on the run queue (or, for the top level, the loop is stopped) and
+the park returns the value or raises the exception. A timeout is a timer that wakes the waiter
 with `Timeout`; a kill wakes it with `Killed`. A waiter woken with a value keeps that value: a
 kill or timeout that arrives after the wake is delivered at its next blocking point, so a
 value handed over (a queue item, a lock) is never lost.
@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 import greenlet
 
-from ..errors import BlockingError, Killed, Timeout
+from ..errors import BlockingError, Killed
 from . import threads
 from .deadlock import diagnose
 from .handle import Dhaga
@@ -228,48 +228,6 @@ class Scheduler:
         if _get_running_loop() is not None:
             raise BlockingError(_BLOCKING_MSG)
         return self._top
-
-    def park(self, waiter: _Waiter, timeout: float | None = None, on: Any = None) -> Any:
-        """Suspend ``waiter`` (the caller) until `wake`; return the value it is woken with.
-
-        The caller must have registered ``waiter`` where the wake-up comes from, and must
-        unregister it afterwards (in a ``finally``): park may also end by a timeout or kill.
-
-        Args:
-            waiter: the current dhaga, or this thread's top-level waiter (`Scheduler.waiter`).
-            timeout: seconds to wait at most; None waits forever.
-            on: what it waits on (shown by ``dhaga.dump()`` and in `Deadlock`).
-
-        Returns:
-            the value the waiter was woken with.
-
-        Raises:
-            Timeout: ``timeout`` seconds passed first.
-            BaseException: whatever the waiter was woken or killed with.
-        """
-        if timeout is None and waiter is self._current:
-            # The hot path (a dhaga waiting without a timeout), with nothing called but the
-            # switch itself; otherwise the same as park_timed.
-            exc = waiter._pending_exc
-            if exc is not None:
-                waiter._pending_exc = None
-                raise exc
-            waiter._state = PARKED
-            waiter._on = on
-            waiter._since = self._batch_at
-            self._switch_next()
-            waiter._gen += 1
-            exc = waiter._resume_exc
-            if exc is not None:
-                waiter._resume_exc = None
-                raise exc
-            value = waiter._resume_value
-            waiter._resume_value = None
-            return value
-        value = self.park_timed(waiter, timeout, on)
-        if value is TIMED_OUT:
-            raise Timeout(f"timed out after {timeout}s", timeout)
-        return value
 
     def park_timed(self, waiter: _Waiter, timeout: float | None, on: Any = None) -> Any:
         """Like `park`, but return `TIMED_OUT` when ``timeout`` expires instead of raising.

@@ -128,7 +128,7 @@ def park(t: Ticket, timeout: float | None = None, timed_out: Any = RAISE, on: An
 def _park_dhaga(sched: Scheduler, waiter: Any, on: Any) -> Any:
     """The running dhaga parks without a timeout: the hot path of every wait.
 
-    `Scheduler.park` with `Scheduler._switch_next`'s common case (the next dhaga of the batch
+    `Scheduler.park_timed` without a timeout, with `Scheduler._switch_next`'s common case (the next dhaga of the batch
     was woken, not new) written out, so that a hand-off costs one Python call and the switch.
     """
     exc = waiter._pending_exc
