@@ -202,6 +202,19 @@ class Queue(Generic[T]):
             return
         mutex = self._mutex
         mutex.acquire()
+        getters = self._getters
+        if (
+            getters and self._plain and not self.queue and not self._got_reserved
+            and not self.is_shutdown and (self.maxsize <= 0 or self._put_reserved < self.maxsize)
+        ):
+            # The hot hand-off: straight to the first getter if it is of this thread, no
+            # storage, no reservation. (One woken already, say by its timeout, refuses it:
+            # then the general path below reserves the item for it.)
+            if hand_over(getters[0], item):
+                getters.popleft()
+                self._unfinished += 1
+                mutex.release()
+                return
         try:
             if self.is_shutdown:
                 raise ShutDown("put on a shut-down queue")
@@ -309,6 +322,21 @@ class Queue(Generic[T]):
                 pass
         mutex = self._mutex
         mutex.acquire()
+        if (
+            self._plain and not self.queue and block and timeout is None
+            and not self._got_reserved and not self._fast and not self.is_shutdown
+        ):
+            # The hot wait: a plain queue, empty, and nothing to set up first.
+            try:
+                got = park_queued(self._getters, mutex, None, _EXPIRED, self)  # releases it
+            except BlockingError:
+                raise  # called on the loop: it never queued
+            except BaseException:
+                self._leave(self._getters, getter=True)
+                raise
+            if got is _RESERVED:
+                return self._get_reserved(got, None)
+            return got  # type: ignore[no-any-return] - handed over directly by a putter
         try:
             if (len(self.queue) if self._plain else self._qsize()) > self._got_reserved:
                 item = self._get()

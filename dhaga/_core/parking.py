@@ -171,47 +171,55 @@ def park_queued(
     of locks and queues use it.
     """
     try:
-        try:
-            sched = _local.sched
-            waiter = sched._current
-            fast = timeout is None  # a dhaga waiting without a timeout: the hot path
-        except AttributeError:  # no scheduler on this thread yet
-            waiter = None
-        if waiter is None:
-            sched = get_scheduler()
-            waiter = sched.waiter()
-            fast = False  # the top level
+        sched = _local.sched
+        waiter = sched._current
+    except AttributeError:  # no scheduler on this thread yet
+        waiter = None
+    if waiter is None or timeout is not None:
+        return _park_queued_slow(tickets, mutex, timeout, timed_out, on)
+    try:
         tickets.append((waiter, waiter._gen))
     finally:
         mutex.release()
-    if fast:
-        exc = waiter._pending_exc  # _park_dhaga, written out: this is the contended hot path
-        if exc is not None:
-            waiter._pending_exc = None
-            raise exc
-        waiter._state = PARKED
-        waiter._on = on
-        waiter._since = sched._batch_at
-        runq = sched._runq
-        if sched._batch > 0 and runq and runq[0]._state is RUNNING:
-            sched._batch -= 1
-            nxt = runq.popleft()
-            sched._current = nxt
-            gr = nxt._gr
-            nxt = runq = None  # a suspended frame must not keep other dhagas alive
-            gr.switch()
-        else:
-            runq = None
-            sched._switch_next()
-        waiter._gen += 1
-        exc = waiter._resume_exc
-        if exc is not None:
-            waiter._resume_exc = None
-            raise exc
-        value = waiter._resume_value
-        waiter._resume_value = None
-        return value
-    value = sched.park_timed(waiter, timeout, on)
+    # A dhaga waiting without a timeout, the contended hot path: _park_dhaga, written out.
+    exc = waiter._pending_exc
+    if exc is not None:
+        waiter._pending_exc = None
+        raise exc
+    waiter._state = PARKED
+    waiter._on = on
+    waiter._since = sched._batch_at
+    runq = sched._runq
+    if sched._batch > 0 and runq and runq[0]._state is RUNNING:
+        sched._batch -= 1
+        nxt = runq.popleft()
+        sched._current = nxt
+        gr = nxt._gr
+        nxt = runq = None  # a suspended frame must not keep other dhagas alive
+        gr.switch()
+    else:
+        runq = None
+        sched._switch_next()
+    waiter._gen += 1
+    exc = waiter._resume_exc
+    if exc is not None:
+        waiter._resume_exc = None
+        raise exc
+    value = waiter._resume_value
+    waiter._resume_value = None
+    return value
+
+
+def _park_queued_slow(
+    tickets: Any, mutex: Any, timeout: float | None, timed_out: Any, on: Any
+) -> Any:
+    """`park_queued` for the top level, or with a timeout."""
+    try:
+        waiter = get_scheduler().waiter()
+        tickets.append((waiter, waiter._gen))
+    finally:
+        mutex.release()
+    value = waiter._sched.park_timed(waiter, timeout, on)
     if value is TIMED_OUT:
         if timed_out is RAISE:
             raise Timeout(f"timed out after {timeout}s", timeout)
@@ -289,9 +297,10 @@ def hand_over(t: Ticket, value: Any) -> bool | None:
         return False
     if waiter is sched._top:
         return sched._unpark(waiter, value, None, gen)
-    waiter._state = RUNNING  # Scheduler._unpark, written out: the hot path of a hand-off
+    # Scheduler._unpark, written out: the hot path of a hand-off. (``_resume_exc`` is None:
+    # every park that ends takes it.)
+    waiter._state = RUNNING
     waiter._resume_value = value
-    waiter._resume_exc = None
     sched._runq.append(waiter)
     if not sched._drain_pending:
         sched._drain_pending = True
