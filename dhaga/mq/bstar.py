@@ -30,8 +30,7 @@ import time
 from collections.abc import Callable
 from enum import IntEnum
 
-import dhaga
-
+from ..scheduler import Dhaga, current, sleep, spawn
 from ..sync import Event as _Flag
 from .errors import SocketClosed, SplitBrain
 from .socket import Socket
@@ -145,7 +144,7 @@ class BinaryStar:
         self._stopped = _Flag()
         self._pub: Socket | None = None
         self._sub: Socket | None = None
-        self._dhagas: list[dhaga.Dhaga] = []
+        self._dhagas: list[Dhaga] = []
 
     def __repr__(self) -> str:
         return (
@@ -179,7 +178,7 @@ class BinaryStar:
         self._sub.subscribe(b"")
         self._sub.connect(self.remote)
         self._peer_expiry = time.monotonic() + self.timeout
-        self._dhagas = [dhaga.spawn(self._heartbeat), dhaga.spawn(self._listen)]
+        self._dhagas = [spawn(self._heartbeat), spawn(self._listen)]
         return self.local
 
     def vote(self) -> bool:
@@ -205,7 +204,7 @@ class BinaryStar:
 
     def close(self) -> None:
         """Stop heartbeating and close the sockets."""
-        me = dhaga.current()
+        me = current()
         for d in self._dhagas:
             if d is not me:
                 d.kill(block=False)
@@ -253,7 +252,7 @@ class BinaryStar:
     def _heartbeat(self) -> None:
         while True:
             self._send_state()
-            dhaga.sleep(self.timeout / 4)
+            sleep(self.timeout / 4)
 
     def _listen(self) -> None:
         sub = self._sub

@@ -104,9 +104,9 @@ def _patch(args: argparse.Namespace) -> None:
 
         monkey.patch_all()
     if args.loop:
-        import dhaga
+        from ..scheduler import use_loop
 
-        dhaga.use_loop(args.loop)
+        use_loop(args.loop)
 
 
 def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool,
@@ -114,8 +114,7 @@ def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool
     """Run the server in this process until SIGTERM/SIGINT (a worker, or the only process)."""
     if app is None:
         _patch(args)
-    import dhaga
-
+    from ..scheduler import get_scheduler, sleep, spawn
     from ._hardstop import HardStop
     from .server import WSGIServer
 
@@ -128,21 +127,21 @@ def _serve(args: argparse.Namespace, listener: socket.socket, multiprocess: bool
         max_body_size=args.max_body_size or None, max_connections=args.max_connections,
         multiprocess=multiprocess,
     )
-    loop = dhaga.get_scheduler().loop
+    loop = get_scheduler().loop
 
     def on_signal(sig: int) -> None:
-        dhaga.spawn(server.stop, args.graceful_timeout)
+        spawn(server.stop, args.graceful_timeout)
 
     # Taken by a plain signal handler (not the loop's), so that a wedged loop still exits.
     hard_stop = HardStop(loop.call_soon_threadsafe, on_signal, args.graceful_timeout).install()
 
     def watch_parent() -> None:
         while os.getppid() == parent:
-            dhaga.sleep(1.0)
+            sleep(1.0)
         log.warning("worker %d: the master process is gone; stopping", os.getpid())
         on_signal(signal.SIGTERM)
 
-    watcher = dhaga.spawn(watch_parent) if parent is not None else None
+    watcher = spawn(watch_parent) if parent is not None else None
     try:
         server.serve_forever()
     finally:

@@ -40,8 +40,8 @@ from typing import Any
 
 from gunicorn.workers.base import Worker
 
-import dhaga
-
+from ..group import joinall
+from ..scheduler import Dhaga, get_scheduler, spawn
 from ..sync import Event
 from .server import WSGIServer
 
@@ -59,7 +59,7 @@ class GunicornWorker(Worker):
     def init_process(self) -> None:
         if self.monkey_patch:
             try:
-                from dhaga import monkey  # type: ignore[attr-defined]
+                from .. import monkey
             except ImportError:  # pragma: no cover - monkey-patching not available
                 pass
             else:
@@ -70,7 +70,7 @@ class GunicornWorker(Worker):
                     monkey.patch_all()
         self._wake = Event()
         self._servers: list[WSGIServer] = []
-        self._stoppers: list[dhaga.Dhaga] = []
+        self._stoppers: list[Dhaga] = []
         self._exit_code = 0
         super().init_process()
 
@@ -80,13 +80,13 @@ class GunicornWorker(Worker):
         if not self._stoppers:
             if grace is None:
                 grace = float(self.cfg.graceful_timeout)
-            self._stoppers = [dhaga.spawn(server.stop, grace) for server in self._servers]
+            self._stoppers = [spawn(server.stop, grace) for server in self._servers]
         self._wake.set()
 
     # ------------------------------------------------------------------ signals
     def init_signals(self) -> None:
         super().init_signals()  # gunicorn's defaults, then the loop takes the ones we handle
-        loop = dhaga.get_scheduler().loop
+        loop = get_scheduler().loop
         loop.add_signal_handler(signal.SIGTERM, self._on_term)
         loop.add_signal_handler(signal.SIGINT, self._on_quit)
         loop.add_signal_handler(signal.SIGQUIT, self._on_quit)
@@ -139,7 +139,7 @@ class GunicornWorker(Worker):
         head = min(line + 2 + fields * (field_size + 2), 16 * _UNLIMITED_HEAD)
         import gunicorn
 
-        environ = {"SERVER_SOFTWARE": f"dhaga/{dhaga.__version__} gunicorn/{gunicorn.__version__}"}
+        environ = {"SERVER_SOFTWARE": f"dhaga.web gunicorn/{gunicorn.__version__}"}
         servers = []
         for listener in self.sockets:
             servers.append(WSGIServer(
@@ -174,7 +174,7 @@ class GunicornWorker(Worker):
             self._begin_stop()
             while not all(s.done() for s in self._stoppers):
                 self.notify()
-                dhaga.joinall(self._stoppers, timeout=beat)
+                joinall(self._stoppers, timeout=beat)
             for s in self._stoppers:
                 s.result()
         if self._exit_code:

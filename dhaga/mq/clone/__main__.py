@@ -22,8 +22,8 @@ import logging
 import signal
 import sys
 
-import dhaga
-
+from ...errors import Timeout
+from ...scheduler import get_scheduler, run, spawn
 from ..bstar import State
 from ..errors import SplitBrain
 from .client import Change, CloneClient, Watch
@@ -62,9 +62,9 @@ def serve(args: argparse.Namespace) -> int:
         on_state=lambda state: _say(f"state {state.name}"),
         curve=_secret_keys(args.curve) if args.curve else None,
     )
-    loop = dhaga.get_scheduler().loop
+    loop = get_scheduler().loop
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: dhaga.spawn(server.close))
+        loop.add_signal_handler(sig, lambda: spawn(server.close))
     try:
         ep = server.start()
         role = "backup" if args.backup else "primary" if args.primary else "alone"
@@ -97,7 +97,7 @@ def client(args: argparse.Namespace) -> int:
             while True:
                 try:
                     _print_change(watch.get(timeout=0))
-                except dhaga.Timeout:
+                except Timeout:
                     break
             _say(f"synced {sequence} {server.snapshot}")
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.role == "keygen":
         return keygen(args)
-    return dhaga.run(serve if args.role == "server" else client, args)
+    return run(serve if args.role == "server" else client, args)
 
 
 if __name__ == "__main__":

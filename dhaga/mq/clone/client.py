@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterator, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING
 
-import dhaga
-
+from ...errors import Timeout
+from ...scheduler import current, spawn
 from ...sync import Event as _Flag
 from ..errors import BadMessage, SocketClosed
 from ..poller import POLLIN, Poller
@@ -134,7 +134,7 @@ class CloneClient:
             sub.subscribe(HUGZ.encode())
             sub.connect(server.publisher)
             self._subs.append(sub)
-        self._agent = dhaga.spawn(self._run)
+        self._agent = spawn(self._run)
 
     def __enter__(self) -> Self:
         return self
@@ -272,7 +272,7 @@ class CloneClient:
         if self._closed:
             return
         self._closed = True
-        if self._agent is not dhaga.current():
+        if self._agent is not current():
             self._agent.kill(block=False)
         for sock in (self._pub, *self._subs):
             sock.close(linger=0)
@@ -329,7 +329,7 @@ class CloneClient:
                     frames = dealer.recv_multipart(
                         timeout=max(0.0, min(give_up, ask_again) - monotonic())
                     )
-                except dhaga.Timeout:
+                except Timeout:
                     if monotonic() >= give_up:
                         log.info("clone client: no snapshot from %s", server.snapshot)
                         return False
@@ -401,7 +401,7 @@ class CloneClient:
                 due = min(due, next(iter(self._unconfirmed.values()))[1] + self.resend)
             try:
                 frames = sub.recv_multipart(timeout=max(0.0, due - now))
-            except dhaga.Timeout:
+            except Timeout:
                 now = monotonic()
                 if now >= expiry:
                     log.warning(
@@ -487,5 +487,5 @@ def _drain(sock: Socket) -> int:
         while True:
             sock.recv_multipart(timeout=0)
             n += 1
-    except dhaga.Timeout:
+    except Timeout:
         return n

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
-import dhaga
-
+from ...errors import Timeout
+from ...scheduler import Dhaga, current, sleep, spawn
 from ...sync import Event as _Flag
 from ..bstar import BinaryStar, State
 from ..errors import BadMessage, SocketClosed
@@ -107,7 +107,7 @@ class CloneServer:
         self.star: BinaryStar | None = None
         self._synced = False
         self._sockets: list[Socket] = []
-        self._dhagas: list[dhaga.Dhaga] = []
+        self._dhagas: list[Dhaga] = []
         self._closed = _Flag()
         self._became_active = _Flag()
 
@@ -166,7 +166,7 @@ class CloneServer:
         ]
         if self.peer is not None:
             loops.append(self._follow)
-        self._dhagas = [dhaga.spawn(fn) for fn in loops]
+        self._dhagas = [spawn(fn) for fn in loops]
         log.info("clone server listening: %s", self.endpoints)
         return self.endpoints
 
@@ -185,7 +185,7 @@ class CloneServer:
         """Stop serving and close every socket."""
         if self._closed.is_set():
             return
-        me = dhaga.current()
+        me = current()
         for d in self._dhagas:
             if d is not me:
                 d.kill(block=False)
@@ -276,7 +276,7 @@ class CloneServer:
 
     def _fatal(self, exc: Exception) -> None:
         log.error("clone server stopping: %s", exc)
-        dhaga.spawn(self.close)
+        spawn(self.close)
 
     def _announce(self, state: State) -> None:
         if self.on_state is not None:
@@ -338,7 +338,7 @@ class CloneServer:
             if now >= next_hugz:
                 self._publisher.send_multipart(hugz(self.store.sequence))
                 next_hugz = now + self.heartbeat
-            dhaga.sleep(min(self.heartbeat, 0.05))
+            sleep(min(self.heartbeat, 0.05))
 
     def _greet_subscribers(self) -> None:
         sock = self._publisher
@@ -393,7 +393,7 @@ class CloneServer:
         try:
             while True:  # everything queued was published before our request: the snapshot has it
                 sub.recv_multipart(timeout=0)
-        except dhaga.Timeout:
+        except Timeout:
             pass
         fresh: list[KVMsg] = []
         with Socket("DEALER", linger=0, maxmsgsize=self.limits.max_message,
@@ -408,7 +408,7 @@ class CloneServer:
                     if msg.key == KTHXBAI:
                         break
                     fresh.append(msg)
-            except (dhaga.Timeout, BadMessage, SocketClosed) as exc:
+            except (Timeout, BadMessage, SocketClosed) as exc:
                 log.warning("no snapshot from the peer (%s): will retry", exc)
                 return
         if self.state is not State.PASSIVE:

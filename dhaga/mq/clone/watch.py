@@ -10,8 +10,7 @@ import queue as _queue
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-import dhaga
-
+from ...errors import Timeout
 from ...sync import Queue
 from ..errors import SocketClosed
 
@@ -76,13 +75,13 @@ class Watch:
             the next `Change`.
 
         Raises:
-            dhaga.Timeout: none within ``timeout`` seconds.
+            Timeout: none within ``timeout`` seconds.
             SocketClosed: the watch or its client was closed.
         """
         try:
             change = self._queue.get(timeout=timeout)
         except _queue.Empty:
-            raise dhaga.Timeout("no change", timeout) from None
+            raise Timeout("no change", timeout) from None
         if change is None:
             self._queue.put_nowait(None)
             raise SocketClosed("the watch was closed")
