@@ -284,9 +284,10 @@ def server_commands(app: str, compare: list[str] | None = None) -> dict[str, tup
     }
     for tree in compare or []:
         label = Path(tree).name
-        cmds[f"dhaga.web {label}"] = (
-            cmds["dhaga.web asyncio"][0], listening,
-            {"BENCH_GREEN": "dhaga", "PYTHONPATH": str(Path(tree).resolve())})
+        for loop in ("asyncio", "uvloop"):
+            cmds[f"dhaga.web {label} {loop}"] = (
+                cmds[f"dhaga.web {loop}"][0], listening,
+                {"BENCH_GREEN": "dhaga", "PYTHONPATH": str(Path(tree).resolve())})
     return cmds
 
 

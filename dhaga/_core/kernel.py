@@ -121,6 +121,10 @@ class Scheduler:
         # asyncio's selector loops let `Deadlock` be detected where the loop would sleep forever.
         sel = getattr(loop, "_selector", None)
         self._selector = sel if hasattr(sel, "get_map") and hasattr(sel, "select") else None
+        self._in_poll = False  # a poll's readiness callbacks are running (see _after_poll)
+        self._loop_process_events: Callable[[list], None] | None = None
+        if self._selector is not None:
+            self._hook_poll(loop)
 
     def __repr__(self) -> str:
         return f"<Scheduler thread={self.thread_id} alive={self.alive} loop={self.loop!r}>"
@@ -411,11 +415,14 @@ class Scheduler:
         return True
 
     def run_now(self, waiter: _Waiter) -> bool:
-        """Wake a parked waiter of this thread from a loop callback, and run it before returning.
+        """Wake a parked waiter of this thread from an I/O readiness callback.
 
-        For I/O readiness callbacks: the woken dhaga (with whatever else is runnable ahead of
-        it) runs in this same callback, so it consumes what made it ready before the loop polls
-        again. Returns False (and does nothing) if the waiter was not parked.
+        The woken dhaga runs before the loop polls again, so it consumes what made it ready
+        before a level-triggered poll could report it a second time; and every dhaga one poll
+        makes ready runs in the same batch. On asyncio's selector loops the batch runs right
+        after that poll's callbacks (see `_after_poll`); on uvloop a woken dhaga's drain is a
+        ready callback, which libuv runs before it polls again. Returns False (and does
+        nothing) if the waiter was not parked.
 
         Args:
             waiter: a waiter of this thread, parked on the I/O that just became ready.
@@ -425,14 +432,42 @@ class Scheduler:
         """
         if waiter._state is not PARKED:
             return False
-        if waiter is self._top or self._drain_pending:
-            return self._unpark(waiter)  # the top level, or a drain is queued or running
-        waiter._state = RUNNING
-        waiter._resume_value = waiter._resume_exc = None
-        self._runq.append(waiter)  # type: ignore[arg-type]
-        self._drain_pending = True
-        self._drain()
-        return True
+        if self._in_poll and not self._drain_pending and waiter is not self._top:
+            waiter._state = RUNNING  # _resume_exc is None: every park that ends takes it
+            waiter._resume_value = None
+            self._runq.append(waiter)  # type: ignore[arg-type]
+            self._drain_pending = True  # the poll's drain (queued by _after_poll) runs it
+            return True
+        return self._unpark(waiter)
+
+    def _hook_poll(self, loop: Any) -> None:
+        """On asyncio's selector loops: one batch for what a poll's readiness callbacks wake.
+
+        asyncio runs the callbacks that one poll made ready, then polls again; a drain queued
+        by one of them with ``call_soon`` would run only after that next poll, which reports
+        again every descriptor not yet read. So the scheduler wraps the loop's
+        ``_process_events`` (called right after each poll, before the ready callbacks run) and
+        queues one drain behind that poll's callbacks; `run_now` leaves its wakes to it.
+        """
+        process = getattr(type(loop), "_process_events", None)
+        if process is None or not isinstance(getattr(loop, "_ready", None), deque):
+            return
+        self._loop_process_events = process.__get__(loop)
+        self._poll_handle = asyncio.Handle(self._poll_drain, (), loop)
+        loop._process_events = self._after_poll
+
+    def _after_poll(self, event_list: list) -> None:
+        self._loop_process_events(event_list)  # type: ignore[misc]
+        if event_list and not self._in_poll:
+            self._in_poll = True
+            self.loop._ready.append(self._poll_handle)  # type: ignore[attr-defined]
+
+    def _poll_drain(self) -> None:
+        """After one poll's readiness callbacks: run the dhagas they woke."""
+        self._in_poll = False
+        if self._runq:
+            self._drain_pending = True
+            self._drain()
 
     def _select(self, timeout: float | None = None) -> Any:
         """The loop's selector, while top-level code waits: where `Deadlock` is found.
@@ -544,6 +579,10 @@ class Scheduler:
                 self._finish(d, None, Killed("scheduler closed"))
         self._idle.clear()
         self.timers.close()
+        if self._loop_process_events is not None and (
+            self.loop.__dict__.get("_process_events") == self._after_poll
+        ):
+            del self.loop._process_events  # type: ignore[attr-defined]
         if self._owns_loop and self._thread_id == _get_ident():
             # Read the policy's slot directly: get_event_loop() would call current_thread(),
             # which in a thread being torn down registers a _DummyThread that never goes away.

@@ -358,10 +358,11 @@ def sleep(seconds: float = 0) -> None:
 
 
 def wake_now(t: Ticket) -> bool:
-    """From a loop callback of the waiter's thread: wake it and run it before returning.
+    """From an I/O readiness callback of the waiter's thread: wake it to run before the next poll.
 
-    For I/O readiness: the woken dhaga consumes what made it ready before the loop polls again.
-    Returns False if that park has ended or the waiter was woken already.
+    The woken dhaga consumes what made it ready before the loop polls again; the dhagas one
+    poll makes ready run in one batch (`Scheduler.run_now`). Returns False if that park has
+    ended or the waiter was woken already.
     """
     waiter = t[0]
     if waiter._gen != t[1]:

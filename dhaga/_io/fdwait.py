@@ -14,10 +14,12 @@ is empty, nobody wants the event, so the registration is dropped then (a level-t
 readable descriptor nobody reads would otherwise spin the loop). A ready event whose waiter was
 already woken but has not run yet is ignored.
 
-Waking: the ready callback runs the woken dhaga at once (`dhaga._core.parking.wake_now`: one
-batch of the run queue) instead of leaving it to the next loop iteration. The dhaga consumes the data before the loop polls
-again, so asyncio's level-triggered poll does not report the descriptor a second time (a stale
-event that would wake the dhaga again for nothing), and each wake costs one poll, not two.
+Waking: the ready callback wakes the dhaga for I/O (`dhaga._core.parking.wake_now`), which
+runs it before the loop polls again, in one batch with every other dhaga the same poll made
+ready (see `Scheduler.run_now`). The dhaga consumes the data before the next poll, so asyncio's
+level-triggered poll does not report the descriptor a second time (a stale event that would
+wake the dhaga again for nothing), and a poll that finds many descriptors ready costs one batch,
+not one per descriptor.
 
 Descriptors we do not own (`wait_readable` on a raw fd from another library) are unregistered
 after every wait: their owner may close them without telling us, and a registration left on a
