@@ -1,0 +1,77 @@
+"""I/O readiness: the dhagas one poll makes ready run in one batch, before the next poll."""
+
+from __future__ import annotations
+
+import dhaga
+from dhaga import net
+from dhaga.testing import settle
+
+
+def _readers(n: int):
+    pairs = [net.socketpair() for _ in range(n)]
+    got: list = []
+
+    def reader(i, sock):
+        got.append((i, sock.recv(16)))
+
+    ds = [dhaga.spawn(reader, i, a) for i, (a, _) in enumerate(pairs)]
+    settle()  # every reader is parked in recv
+    return pairs, ds, got
+
+
+def test_one_poll_wakes_every_ready_reader_and_none_is_reported_twice():
+    sched = dhaga.get_scheduler()
+    real = sched._loop_process_events  # what each asyncio poll reported, as the loop sees it
+    assert real is not None
+    polls: list[list[int]] = []
+
+    def counting(event_list):
+        polls.append([key.fd for key, _ in event_list])
+        real(event_list)
+
+    pairs, ds, got = _readers(20)
+    # A plain loop callback made ready by the same poll: it runs with the poll's other
+    # readiness callbacks, so before any woken reader (they run in one batch after them all).
+    fa, fb = net.socketpair()
+    seen_by_callback: list[int] = []
+
+    def foreign():
+        sched.loop.remove_reader(fa.fileno())
+        seen_by_callback.append(len(got))
+
+    sched.loop.add_reader(fa.fileno(), foreign)
+    sched._loop_process_events = counting
+    try:
+        fb.send(b"f")
+        for _, b in pairs:
+            b.send(b"x")
+        # One drain wakes the top level too: it must find every reader done by then.
+        dhaga.joinall(ds, timeout=5)
+    finally:
+        sched._loop_process_events = real
+    assert sorted(got) == [(i, b"x") for i in range(20)]
+    reader_fds = {a.fileno() for a, _ in pairs}
+    reported = [fd for p in polls for fd in p if fd in reader_fds]
+    # Every reader's descriptor reported once: each woken reader ran, and read, before the
+    # loop polled again (a level-triggered poll would otherwise report it a second time).
+    assert sorted(reported) == sorted(reader_fds)
+    first = next(i for i, p in enumerate(polls) if reader_fds & set(p))
+    assert reader_fds <= set(polls[first])  # the sends all landed before that poll
+    assert fa.fileno() in polls[first] and seen_by_callback == [0]
+    fa.close()
+    fb.close()
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+def test_readers_woken_by_readiness_all_run_on_both_loops(each_loop):
+    pairs, ds, got = _readers(50)
+    for _, b in reversed(pairs):
+        b.send(b"y")
+    dhaga.joinall(ds, timeout=5)
+    assert sorted(got) == [(i, b"y") for i in range(50)]
+    for a, b in pairs:
+        a.close()
+        b.close()
+
