@@ -432,7 +432,7 @@ class Scheduler:
         """
         if waiter._state is not PARKED:
             return False
-        if self._in_poll and not self._drain_pending and waiter is not self._top:
+        if self._in_poll and waiter is not self._top:
             waiter._state = RUNNING  # _resume_exc is None: every park that ends takes it
             waiter._resume_value = None
             self._runq.append(waiter)  # type: ignore[arg-type]
