@@ -121,7 +121,7 @@ class Scheduler:
         # asyncio's selector loops let `Deadlock` be detected where the loop would sleep forever.
         sel = getattr(loop, "_selector", None)
         self._selector = sel if hasattr(sel, "get_map") and hasattr(sel, "select") else None
-        self._in_poll = False  # a poll's readiness callbacks are running (see _after_poll)
+        self._in_poll = False  # a poll's readiness callbacks are running: wake_now defers to its drain
         self._loop_process_events: Callable[[list], None] | None = None
         if self._selector is not None:
             self._hook_poll(loop)
@@ -414,32 +414,6 @@ class Scheduler:
             waiter._pending_exc = exc
         return True
 
-    def run_now(self, waiter: _Waiter) -> bool:
-        """Wake a parked waiter of this thread from an I/O readiness callback.
-
-        The woken dhaga runs before the loop polls again, so it consumes what made it ready
-        before a level-triggered poll could report it a second time; and every dhaga one poll
-        makes ready runs in the same batch. On asyncio's selector loops the batch runs right
-        after that poll's callbacks (see `_after_poll`); on uvloop a woken dhaga's drain is a
-        ready callback, which libuv runs before it polls again. Returns False (and does
-        nothing) if the waiter was not parked.
-
-        Args:
-            waiter: a waiter of this thread, parked on the I/O that just became ready.
-
-        Returns:
-            True if the waiter was parked and has been woken; False otherwise.
-        """
-        if waiter._state is not PARKED:
-            return False
-        if self._in_poll and waiter is not self._top:
-            waiter._state = RUNNING  # _resume_exc is None: every park that ends takes it
-            waiter._resume_value = None
-            self._runq.append(waiter)  # type: ignore[arg-type]
-            self._drain_pending = True  # the poll's drain (queued by _after_poll) runs it
-            return True
-        return self._unpark(waiter)
-
     def _hook_poll(self, loop: Any) -> None:
         """On asyncio's selector loops: one batch for what a poll's readiness callbacks wake.
 
@@ -447,7 +421,8 @@ class Scheduler:
         by one of them with ``call_soon`` would run only after that next poll, which reports
         again every descriptor not yet read. So the scheduler wraps the loop's
         ``_process_events`` (called right after each poll, before the ready callbacks run) and
-        queues one drain behind that poll's callbacks; `run_now` leaves its wakes to it.
+        queues one drain behind that poll's callbacks; the wakes of readiness callbacks
+        (`dhaga._core.parking.wake_now`) leave their dhagas to it.
         """
         process = getattr(type(loop), "_process_events", None)
         if process is None or not isinstance(getattr(loop, "_ready", None), deque):

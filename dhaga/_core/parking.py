@@ -360,14 +360,25 @@ def sleep(seconds: float = 0) -> None:
 def wake_now(t: Ticket) -> bool:
     """From an I/O readiness callback of the waiter's thread: wake it to run before the next poll.
 
-    The woken dhaga consumes what made it ready before the loop polls again; the dhagas one
-    poll makes ready run in one batch (`Scheduler.run_now`). Returns False if that park has
-    ended or the waiter was woken already.
+    The woken dhaga consumes what made it ready before the loop polls again (a level-triggered
+    poll would otherwise report it a second time), and every dhaga one poll makes ready runs in
+    one batch: on asyncio's selector loops, a drain the scheduler queues behind that poll's
+    callbacks (`Scheduler._after_poll`); on uvloop, the drain a wake queues as a ready
+    callback, which libuv runs before it polls again. Returns False if that park has ended or
+    the waiter was woken already.
     """
     waiter = t[0]
-    if waiter._gen != t[1]:
+    if waiter._gen != t[1] or waiter._state is not PARKED:
         return False
-    return waiter._sched.run_now(waiter)
+    sched = waiter._sched
+    if sched._in_poll and waiter is not sched._top:
+        # Scheduler._unpark, written out for the poll's drain: the hot path of every I/O wake.
+        waiter._state = RUNNING  # (_resume_exc is None: every park that ends takes it)
+        waiter._resume_value = None
+        sched._runq.append(waiter)
+        sched._drain_pending = True  # the poll's drain, queued already, runs it
+        return True
+    return sched._unpark(waiter)
 
 
 def interrupt(waiter: _Waiter, exc: BaseException) -> bool:

@@ -16,7 +16,7 @@ already woken but has not run yet is ignored.
 
 Waking: the ready callback wakes the dhaga for I/O (`dhaga._core.parking.wake_now`), which
 runs it before the loop polls again, in one batch with every other dhaga the same poll made
-ready (see `Scheduler.run_now`). The dhaga consumes the data before the next poll, so asyncio's
+ready (see `wake_now`). The dhaga consumes the data before the next poll, so asyncio's
 level-triggered poll does not report the descriptor a second time (a stale event that would
 wake the dhaga again for nothing), and a poll that finds many descriptors ready costs one batch,
 not one per descriptor.
@@ -108,7 +108,7 @@ class _Watcher:
             self.r_on = False
             self.loop.remove_reader(self.fd)
         else:
-            self._run(waiter)
+            wake_now(waiter)  # see "Waking" above; a no-op if it was woken already
 
     def _on_writable(self) -> None:
         waiter = self.writer
@@ -116,11 +116,7 @@ class _Watcher:
             self.w_on = False
             self.loop.remove_writer(self.fd)
         else:
-            self._run(waiter)
-
-    def _run(self, t: Ticket) -> None:
-        """Wake the waiter and run it now (see "Waking" above); a no-op if already woken."""
-        wake_now(t)
+            wake_now(waiter)
 
     def wait_read(self) -> None:
         """`wait` for reading without a timeout, keeping the registration: the hot path."""
