@@ -277,10 +277,20 @@ class Scheduler:
         else:
             handle = self._call_later(timeout, self._unpark, waiter, TIMED_OUT)
         try:
-            self._suspend(waiter)
+            if waiter is self._top:
+                self._suspend(waiter)
+            else:
+                self._switch_next()  # a dhaga hands over the thread (as _suspend does)
         finally:
             handle.cancel()
-        return waiter._take_resume()
+        waiter._gen += 1  # as _take_resume(), written out
+        exc = waiter._resume_exc
+        if exc is not None:
+            waiter._resume_exc = None
+            raise exc
+        value = waiter._resume_value
+        waiter._resume_value = None
+        return value
 
     def _unpark(
         self,

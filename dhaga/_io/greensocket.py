@@ -34,7 +34,7 @@ from threading import get_ident as _get_ident
 from time import monotonic
 from typing import Any
 
-from ..scheduler import get_scheduler
+from .._core.threads import _local, get_scheduler
 from . import dns as _dns
 from .fdwait import _close_watcher, _Watcher, notify_close, watcher_for
 
@@ -161,7 +161,9 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
     # ------------------------------------------------------------------ waiting
     def _wait_fd(self, fd: int, write: bool, timeout: float | None) -> bool:
         """Park until ready (True) or ``timeout`` (False), through this socket's watcher."""
-        sched = get_scheduler()
+        sched = getattr(_local, "sched", None)
+        if sched is None or sched._current is None:  # not in a dhaga: the general look-up
+            sched = get_scheduler()
         w = self._w
         if w is None or w.closed or w.fd != fd or w.sched is not sched:
             w = self._w = watcher_for(fd, sched)
@@ -170,16 +172,24 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
     def _retry(self, write: bool, fn: Any, *args: Any) -> Any:
         """Wait for readiness and call ``fn(self, *args)`` until it stops raising EAGAIN."""
         timeout = self._timeout
-        deadline = None if timeout is None else monotonic() + timeout
         fd = _fileno(self)
+        if timeout is None:
+            while True:
+                self._wait_fd(fd, write, None)
+                try:
+                    return fn(self, *args)
+                except BlockingIOError:
+                    pass
+        deadline = monotonic() + timeout
+        left = timeout
         while True:
-            left = None if deadline is None else max(0.0, deadline - monotonic())
             if not self._wait_fd(fd, write, left):
                 raise _timeout_error()
             try:
                 return fn(self, *args)
             except BlockingIOError:
                 pass
+            left = max(0.0, deadline - monotonic())
 
     def _resolve(self, address: Any) -> Any:
         """Resolve a host name in an (host, port, ...) address without blocking the loop."""
