@@ -76,6 +76,9 @@ _ids = itertools.count(1)
 #: loop iteration (and its epoll system call) per hand-off, yet I/O waits at most this long.
 DRAIN_EXTRA = 512
 
+#: How many batches' loop lag a scheduler keeps for ``dhaga.stats()`` (the last ones).
+LAGS_KEPT = 1024
+
 _BLOCKING_MSG = (
     "a blocking dhaga call was made in a coroutine or callback running on the event loop; "
     "that would block the loop. Run the blocking code in a dhaga instead: "
@@ -118,6 +121,9 @@ class Scheduler:
         self.timers = TimerQueue(loop)
         self._call_later = self.timers.call_later
         self._batch_at = 0.0  # when the current (or last) batch began: parks are dated by it
+        # How long each of the last batches held the loop (dhaga.monitor._stats reads it).
+        self._lags: deque[float] = deque(maxlen=LAGS_KEPT)
+        self._lag = self._lags.append
         # asyncio's selector loops let `Deadlock` be detected where the loop would sleep forever.
         sel = getattr(loop, "_selector", None)
         self._selector = sel if hasattr(sel, "get_map") and hasattr(sel, "select") else None
@@ -484,6 +490,7 @@ class Scheduler:
             self._current = None
             self.switches += budget - self._batch - self._batch_cut
             self._batch_cut = self._budget = 0
+            self._lag(_monotonic() - self._batch_at)
             if runq:
                 self._call_soon(self._drain)  # still pending: the next batch
             else:
