@@ -2,14 +2,17 @@
 
 How this works
 --------------
-The kernel asks `diagnose` at one moment only: its thread's top-level code is parked and
-asyncio's loop is about to sleep with no timeout, which asyncio does only when no callback is
-ready and no timer exists at all (not even a cancelled one). `diagnose` then looks for anything
-else that could still wake a waiter, and answers "no deadlock" as soon as it finds one:
+The kernel asks `diagnose` at one moment only: its thread's top-level code is parked and the
+loop is about to sleep with no timeout. asyncio's loop does that only when no callback is ready
+and no timer exists at all (not even a cancelled one), and asks its selector, which the kernel
+wraps (``Scheduler._select``); uvloop's is seen through libuv (`dhaga._core.uvwatch`).
+`diagnose` then looks for anything else that could still wake a waiter, and answers "no
+deadlock" as soon as it finds one:
 
 - a runnable dhaga, or a live timer in the scheduler's heap;
 - a watched file descriptor other than the loop's own wake-up pipe, unless every callback on it
   belongs to an object whose ``_dhaga_can_wake()`` says no one waits (an idle socket watcher);
+  on uvloop also any active libuv handle (a stream, a process...) or request in flight;
 - a signal handler: one installed on the loop, or any Python-level handler other than the
   default ones (``dhaga.monitor.dump_on_signal``'s is marked harmless);
 - an asyncio task not yet done on this loop;
@@ -76,19 +79,30 @@ def _fd_can_wake(loop: Any, key: Any) -> bool:
     return False
 
 
-def _wake_source(sched: Any) -> str | None:
-    """The first thing found that may still wake a waiter of ``sched``'s thread, or None."""
+def _wake_source(sched: Any, loop_source: Callable[[], str | None] | None = None) -> str | None:
+    """The first thing found that may still wake a waiter of ``sched``'s thread, or None.
+
+    ``loop_source`` answers for the loop's own callbacks, timers and watched descriptors where
+    asyncio's selector cannot (uvloop: `dhaga._core.uvwatch`).
+    """
     loop = sched.loop
     if sched._runq or sched._drain_pending:
         return "a runnable dhaga"
     if len(sched.timers):
         return "a timer"
-    if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
-        return "a loop callback or timer"
-    selector = sched._selector
-    for key in list(selector.get_map().values()):
-        if _fd_can_wake(loop, key):
-            return f"fd {key.fd} is watched"
+    if loop_source is not None:
+        found = loop_source()
+        if found is not None:
+            return found
+    else:
+        if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
+            return "a loop callback or timer"
+        selector = sched._selector
+        if selector is None:
+            return "a loop whose waits cannot be seen"
+        for key in list(selector.get_map().values()):
+            if _fd_can_wake(loop, key):
+                return f"fd {key.fd} is watched"
     if getattr(loop, "_signal_handlers", None):
         return "a signal handler on the loop"
     for sig in signal.valid_signals():
@@ -132,9 +146,15 @@ def _live_thread() -> str | None:
     return None
 
 
-def diagnose(sched: Any) -> Deadlock | None:
-    """`Deadlock` if nothing can ever wake ``sched``'s parked top level; else None."""
-    if _wake_source(sched) is not None:
+def diagnose(sched: Any, loop_source: Callable[[], str | None] | None = None) -> Deadlock | None:
+    """`Deadlock` if nothing can ever wake ``sched``'s parked top level; else None.
+
+    Args:
+        sched: the scheduler whose top level is parked, asked from its own thread.
+        loop_source: for a loop without a Python selector, what on it may still wake (see
+            `_wake_source`).
+    """
+    if _wake_source(sched, loop_source) is not None:
         return None
     from .census import census  # only now: a census walks every object
 
