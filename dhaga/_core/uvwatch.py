@@ -38,6 +38,7 @@ import ctypes
 import gc
 import logging
 import sys
+import weakref
 from typing import Any
 
 from .states import PARKED
@@ -102,7 +103,10 @@ class _Libuv:
 
 
 _uv: _Libuv | None = None
-_closing: dict[int, Any] = {}  # handles being closed: kept alive until libuv lets them go
+_watches: dict[int, IdleWatch] = {}  # handle address -> its watch, while started
+_closing: dict[int, Any] = {}  # handle address -> buffer, until libuv has let the handle go
+_free: list[Any] = []  # buffers of closed handles, for the next park
+_views: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> _LoopView
 
 
 def _libuv() -> _Libuv:
@@ -116,36 +120,55 @@ def _nothing() -> None:
     pass
 
 
+@_PREPARE_CB
+def _before_poll(handle: int) -> None:
+    watch = _watches.get(handle)
+    if watch is not None:
+        watch.before_poll()
+
+
 @_CLOSE_CB
 def _closed(handle: int) -> None:
-    _closing.pop(handle, None)
+    buf = _closing.pop(handle, None)
+    if buf is not None:
+        _free.append(buf)
+
+
+class _LoopView:
+    """What stays true of one uvloop for its life: its ``uv_loop_t``, idle handle, poll dict."""
+
+    def __init__(self, loop: Any, uv: _Libuv) -> None:
+        self.loop = weakref.ref(loop)
+        self.ptr = uv.loop_ptr(loop)
+        self.idle: int | None = None  # the address of uvloop's idle handle (0: not found)
+        self.polls: dict[int, Any] | None = None  # uvloop's poll objects by fd, once found
 
 
 class IdleWatch:
     """A prepare handle on ``sched``'s uvloop while its top level is parked (see above)."""
 
-    def __init__(self, sched: Any) -> None:
-        uv = _libuv()
+    __slots__ = ("sched", "uv", "view", "buf", "handle", "own")
+
+    def __init__(self, sched: Any, uv: _Libuv, view: _LoopView) -> None:
         self.sched = sched
         self.uv = uv
-        self.loop_ptr = uv.loop_ptr(sched.loop)
-        self.polls: dict[int, Any] | None = None  # uvloop's poll objects by fd, once found
-        self.own: set[int] = set()  # the fds of uvloop's own signal pipe
-        self.idle: int | None = None  # the address of uvloop's idle handle (0: unknown)
-        self.buf = ctypes.create_string_buffer(uv.prepare_size)
+        self.view = view
+        self.own: list[Any] | None = None  # uvloop's own signal pipe's sockets, once found
+        self.buf = _free.pop() if _free else ctypes.create_string_buffer(uv.prepare_size)
         self.handle = ctypes.addressof(self.buf)
-        self.cb = _PREPARE_CB(self._before_poll)
-        if uv.uv_prepare_init(self.loop_ptr, self.handle) != 0:
+        if uv.uv_prepare_init(view.ptr, self.handle) != 0:
             raise OSError("uv_prepare_init failed")
         uv.uv_unref(self.handle)  # it must not keep the loop alive
-        uv.uv_prepare_start(self.handle, self.cb)
+        _watches[self.handle] = self
+        uv.uv_prepare_start(self.handle, _before_poll)
 
-    def _before_poll(self, handle: int) -> None:
+    def before_poll(self) -> None:
+        """The prepare callback: libuv is about to poll."""
         try:
             sched = self.sched
-            if sched is None or sched._top._state is not PARKED or sched._runq:
+            if sched._top._state is not PARKED or sched._runq:
                 return
-            if self.uv.uv_backend_timeout(self.loop_ptr) != -1:
+            if self.uv.uv_backend_timeout(self.view.ptr) != -1:
                 self._unsure()
                 return
             from .deadlock import diagnose
@@ -164,11 +187,12 @@ class IdleWatch:
         answer is exact. When uvloop has callbacks ready (its idle handle is active) or a stop
         is requested, that next iteration comes anyway; otherwise one no-op callback brings it.
         """
-        if self.idle is None:
-            self.idle = self._find_handle("UVIdle", _UV_IDLE)
-        if self.idle and self.uv.uv_is_active(self.idle):
+        view = self.view
+        if view.idle is None:
+            view.idle = self._find_handle("UVIdle", _UV_IDLE)
+        if view.idle and self.uv.uv_is_active(view.idle):
             return
-        if _LoopHead.from_address(self.loop_ptr).stop_flag:
+        if _LoopHead.from_address(view.ptr).stop_flag:
             return
         self.sched.loop.call_soon(_nothing)
 
@@ -183,13 +207,13 @@ class IdleWatch:
             if head.type == kind and head.data in objs:
                 found.append(handle)
 
-        self.uv.uv_walk(self.loop_ptr, visit, None)
+        self.uv.uv_walk(self.view.ptr, visit, None)
         return found[0] if len(found) == 1 else 0
 
     def close(self) -> None:
-        """Stop and close the handle; libuv frees it at the loop's next iteration or close."""
-        self.uv.uv_prepare_stop(self.handle)
-        _closing[self.handle] = (self.buf, self.cb)
+        """Close the handle; libuv lets it go at the loop's next iteration, or its close."""
+        del _watches[self.handle]
+        _closing[self.handle] = self.buf
         self.uv.uv_close(self.handle, _closed)
         self.sched = None
 
@@ -197,15 +221,18 @@ class IdleWatch:
     def wake_source(self) -> str | None:
         """What on the loop may still end its poll, or None (see the module docstring)."""
         uv = self.uv
-        ptr = self.loop_ptr
+        ptr = self.view.ptr
         if uv.uv_backend_timeout(ptr) != -1:
             return "a loop callback or timer"
         if _LoopHead.from_address(ptr).active_reqs:
             return "a libuv request in flight"
-        self._find_polls()
-        polls = self.polls or {}
+        if self.own is None or self.view.polls is None:
+            self._find_polls()
+        # uvloop remakes its signal pipe on every run, and closes the old one (fileno -1).
+        own = {s.fileno() for s in self.own}  # type: ignore[union-attr]
+        polls = self.view.polls or {}
         for fd, poll in list(polls.items()):  # first, as a busy loop has one that can wake
-            if fd not in self.own and _poll_can_wake(poll):
+            if fd not in own and _poll_can_wake(poll):
                 return f"fd {fd} is watched"
         found: list[tuple[int, int]] = []
 
@@ -223,23 +250,23 @@ class IdleWatch:
                 continue
             if kind != _UV_POLL:
                 return f"a libuv {_UV_NAMES.get(kind, f'handle of type {kind}')} is active"
-            if fd in self.own:
+            if fd in own:
                 continue  # uvloop's signal pipe: signal handlers are checked on their own
             if fd not in polls:  # not uvloop's, or not recognised
                 return f"fd {fd} is watched"
         return None
 
     def _find_polls(self) -> None:
-        """uvloop's dict of poll objects and its signal pipe's fds, from the loop's referents."""
-        loop = self.sched.loop
-        own = set()
-        for ref in gc.get_referents(loop):
+        """uvloop's dict of poll objects, and its signal pipe, from the loop's referents."""
+        view = self.view
+        socks = []
+        for ref in gc.get_referents(self.sched.loop):
             if isinstance(ref, _socket.socket):
-                own.add(ref.fileno())
-            elif self.polls is None and isinstance(ref, dict) and ref:
+                socks.append(ref)
+            elif view.polls is None and isinstance(ref, dict) and ref:
                 if all(_is_uvloop(obj, "UVPoll") for obj in ref.values()):
-                    self.polls = ref
-        self.own = own
+                    view.polls = ref
+        self.own = socks
 
 
 def _is_uvloop(obj: Any, name: str) -> bool:
@@ -269,9 +296,14 @@ def watch_idle(sched: Any) -> IdleWatch | None:
     if "uvloop" not in sys.modules:
         return None
     try:
-        if not isinstance(sched.loop, _libuv().loop_type):
-            return None
-        return IdleWatch(sched)
+        loop = sched.loop
+        view = _views.get(loop)
+        if view is None:
+            uv = _libuv()
+            if not isinstance(loop, uv.loop_type):
+                return None
+            view = _views[loop] = _LoopView(loop, uv)
+        return IdleWatch(sched, _uv, view)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - without it, a deadlock hangs as it always did
         log.debug("dhaga: no deadlock detection on this uvloop", exc_info=True)
         return None
