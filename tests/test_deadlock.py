@@ -274,3 +274,21 @@ def test_not_raised_while_a_real_thread_is_starting_under_monkey_patching(loop):
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
             print(sorted(ex.map(abs, [-1, -2])))
     """, "[1, 2]", loop)
+
+
+# ---------------------------------------------------------------------------- uvloop's watch
+def test_the_uvloop_watch_lets_the_loop_sleep_while_a_timer_is_pending(monkeypatch):
+    # Its prepare callback runs once per loop iteration: a wait of 0.2 s on a timer is a few
+    # iterations, unless the watch keeps the loop from sleeping (it once did: every one).
+    pytest.importorskip("uvloop")
+    import dhaga
+    from dhaga import scheduler
+    from dhaga._core import uvwatch
+
+    scheduler.use_loop("uvloop")
+    scheduler.reset_scheduler()
+    calls = []
+    real = uvwatch.IdleWatch.before_poll
+    monkeypatch.setattr(uvwatch.IdleWatch, "before_poll", lambda w: calls.append(1) or real(w))
+    dhaga.sleep(0.2)
+    assert 1 <= len(calls) < 20

@@ -168,9 +168,11 @@ class IdleWatch:
             sched = self.sched
             if sched._top._state is not PARKED or sched._runq:
                 return
-            if self.uv.uv_backend_timeout(self.view.ptr) != -1:
-                self._unsure()
-                return
+            timeout = self.uv.uv_backend_timeout(self.view.ptr)
+            if timeout != -1:
+                if timeout == 0:
+                    self._unsure()
+                return  # libuv will wake by itself (a timer, a callback, a stop)
             from .deadlock import diagnose
 
             exc = diagnose(sched, self.wake_source)
