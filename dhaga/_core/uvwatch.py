@@ -24,9 +24,14 @@ a dhaga fd watcher nobody waits on (the same ``_dhaga_can_wake`` as on asyncio);
 objects are recognised by identity and type through ``gc.get_referents``, never by position,
 and anything not recognised counts as a possible wake.
 
+libuv's public timeout is also 0 while descriptor changes wait to be handed to epoll, although
+the poll would then sleep for good; so when it is 0 and nothing else makes the loop come back at
+once, one no-op callback makes this poll not sleep, and the next iteration looks again.
+
 The handle lives for one top-level park: it is closed when the park ends, so no loop is ever
-closed with a handle of ours on it. Any failure here means "no deadlock": the cost of being
-wrong that way is a hang (as without this module), never a false `Deadlock`.
+closed with a handle of ours on it. Any failure here means "no deadlock" (the check is logged
+and stops for that park), and so does a libuv other than 1.x: the cost of being wrong that way
+is a hang, as without this module, never a false `Deadlock`.
 
 It reads the loop and starts one handle of its own; it must not know about any primitive.
 """
@@ -34,6 +39,7 @@ It reads the loop and starts one handle of its own; it must not know about any p
 from __future__ import annotations
 
 import _socket
+import _thread
 import ctypes
 import gc
 import logging
@@ -41,6 +47,7 @@ import sys
 import weakref
 from typing import Any
 
+from .deadlock import diagnose
 from .states import PARKED
 
 __all__ = ["IdleWatch", "watch_idle"]
@@ -78,6 +85,8 @@ class _Libuv:
     def __init__(self) -> None:
         import uvloop.loop
 
+        if uvloop.loop.libuv_get_version() >> 16 != 1:
+            raise RuntimeError("not libuv 1.x: its structures may differ from those read here")
         lib = ctypes.PyDLL(uvloop.loop.__file__)  # already loaded: this only looks symbols up
         vp, ci = ctypes.c_void_p, ctypes.c_int
         for name, res, args in (
@@ -122,9 +131,17 @@ def _nothing() -> None:
 
 @_PREPARE_CB
 def _before_poll(handle: int) -> None:
-    watch = _watches.get(handle)
-    if watch is not None:
-        watch.before_poll()
+    # A C callback cannot raise: a Ctrl-C that lands here is delivered again, after it.
+    try:
+        watch = _watches.get(handle)
+        if watch is not None:
+            watch.before_poll()
+    except KeyboardInterrupt:
+        _thread.interrupt_main()
+    except BaseException:  # noqa: BLE001 - say "no deadlock", once, and stop looking
+        log.exception("dhaga: the deadlock check on uvloop failed; it is off for this wait")
+        if _uv is not None:
+            _uv.uv_prepare_stop(handle)
 
 
 @_CLOSE_CB
@@ -164,22 +181,17 @@ class IdleWatch:
 
     def before_poll(self) -> None:
         """The prepare callback: libuv is about to poll."""
-        try:
-            sched = self.sched
-            if sched._top._state is not PARKED or sched._runq:
-                return
-            timeout = self.uv.uv_backend_timeout(self.view.ptr)
-            if timeout != -1:
-                if timeout == 0:
-                    self._unsure()
-                return  # libuv will wake by itself (a timer, a callback, a stop)
-            from .deadlock import diagnose
-
-            exc = diagnose(sched, self.wake_source)
-            if exc is not None:
-                sched._unpark(sched._top, None, exc)
-        except BaseException:  # noqa: BLE001 - a C callback cannot raise: say no deadlock
-            log.exception("dhaga: deadlock check on uvloop failed")
+        sched = self.sched
+        if sched._top._state is not PARKED or sched._runq:
+            return
+        timeout = self.uv.uv_backend_timeout(self.view.ptr)
+        if timeout != -1:
+            if timeout == 0:
+                self._unsure()
+            return  # libuv will wake by itself (a timer, a callback, a stop)
+        exc = diagnose(sched, self.wake_source)
+        if exc is not None:
+            sched._unpark(sched._top, None, exc)
 
     def _unsure(self) -> None:
         """The public timeout was 0: make sure libuv polls without sleeping this time.
