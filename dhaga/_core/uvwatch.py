@@ -24,6 +24,10 @@ a dhaga fd watcher nobody waits on (the same ``_dhaga_can_wake`` as on asyncio);
 objects are recognised by identity and type through ``gc.get_referents``, never by position,
 and anything not recognised counts as a possible wake.
 
+A loop that goes idle again and again (a busy server with no timer) is checked fully at most
+every ``CHECK_INTERVAL``: an idle moment sooner after a check that found a possible wake arms a
+one-off timer to the end of the interval instead, and the check runs when it fires.
+
 libuv's public timeout is also 0 while descriptor changes wait to be handed to epoll, although
 the poll would then sleep for good; so when it is 0 and nothing else makes the loop come back at
 once, one no-op callback makes this poll not sleep, and the next iteration looks again.
@@ -44,6 +48,7 @@ import ctypes
 import gc
 import logging
 import sys
+import time
 import weakref
 from typing import Any
 
@@ -53,6 +58,12 @@ from .states import PARKED
 __all__ = ["IdleWatch", "watch_idle"]
 
 log = logging.getLogger("dhaga")
+_monotonic = time.monotonic
+
+#: A loop that keeps going idle (a busy server without timers) is checked at most this often:
+#: an idle moment within this long after a check that found a possible wake arms a timer for
+#: the rest of it instead, so a deadlock is seen at most this much later.
+CHECK_INTERVAL = 0.01
 
 # libuv's uv_handle_type values (uv.h) that matter here.
 _UV_ASYNC, _UV_CHECK, _UV_IDLE, _UV_POLL, _UV_PREPARE = 1, 2, 6, 8, 9
@@ -164,13 +175,14 @@ class _LoopView:
 class IdleWatch:
     """A prepare handle on ``sched``'s uvloop while its top level is parked (see above)."""
 
-    __slots__ = ("sched", "uv", "view", "buf", "handle", "own")
+    __slots__ = ("sched", "uv", "view", "buf", "handle", "own", "next_check")
 
     def __init__(self, sched: Any, uv: _Libuv, view: _LoopView) -> None:
         self.sched = sched
         self.uv = uv
         self.view = view
         self.own: list[Any] | None = None  # uvloop's own signal pipe's sockets, once found
+        self.next_check = 0.0  # no full check before this (monotonic seconds)
         self.buf = _free.pop() if _free else ctypes.create_string_buffer(uv.prepare_size)
         self.handle = ctypes.addressof(self.buf)
         if uv.uv_prepare_init(view.ptr, self.handle) != 0:
@@ -189,9 +201,15 @@ class IdleWatch:
             if timeout == 0:
                 self._unsure()
             return  # libuv will wake by itself (a timer, a callback, a stop)
+        now = _monotonic()
+        if now < self.next_check:  # looked a moment ago: look again then, not now
+            self.sched.loop.call_later(self.next_check - now, _nothing)
+            return
         exc = diagnose(sched, self.wake_source)
         if exc is not None:
             sched._unpark(sched._top, None, exc)
+        else:
+            self.next_check = now + CHECK_INTERVAL
 
     def _unsure(self) -> None:
         """The public timeout was 0: make sure libuv polls without sleeping this time.
