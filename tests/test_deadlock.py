@@ -132,6 +132,24 @@ def test_an_idle_socket_registration_does_not_hide_a_deadlock(loop):
     assert "main-1 waits on <Queue" in out
 
 
+def test_deadlock_found_right_after_a_check_that_found_a_possible_wake(loop):
+    # On uvloop a loop that goes idle again soon after a full check is looked at again only
+    # when CHECK_INTERVAL has passed (made long here): the deadlock must still be found.
+    out = expect_deadlock("""
+        import dhaga.net
+        import dhaga._core.uvwatch
+        dhaga._core.uvwatch.CHECK_INTERVAL = 0.5
+        child = subprocess.Popen([sys.executable, "-c", "print('x')"], stdout=subprocess.PIPE)
+        def main():
+            dhaga.net.wait_readable(child.stdout.fileno())  # checked while it waits: an fd
+            child.stdout.readline()
+            child.wait()
+            Queue().get()
+        dhaga.run(main)
+    """, loop)
+    assert "main-1 waits on <Queue" in out
+
+
 # ---------------------------------------------------------------------------- never raised
 def test_not_raised_while_a_timer_can_wake(loop):
     expect_completes("""

@@ -166,7 +166,6 @@ class _LoopView:
     """What stays true of one uvloop for its life: its ``uv_loop_t``, idle handle, poll dict."""
 
     def __init__(self, loop: Any, uv: _Libuv) -> None:
-        self.loop = weakref.ref(loop)
         self.ptr = uv.loop_ptr(loop)
         self.idle: int | None = None  # the address of uvloop's idle handle (0: not found)
         self.polls: dict[int, Any] | None = None  # uvloop's poll objects by fd, once found
