@@ -116,7 +116,17 @@ def _wake_source(sched: Any, loop_source: Callable[[], str | None] | None = None
             return f"a handler for signal {sig}"
     if any(not t.done() for t in asyncio.all_tasks(loop)):
         return "an asyncio task"
-    return _live_thread()
+    thread = _live_thread()
+    if thread is not None:
+        return thread
+    # A thread that ended while this looked may have posted a wake-up just before: look again.
+    if sched._runq or sched._drain_pending:
+        return "a runnable dhaga"
+    if loop_source is not None:
+        return loop_source()
+    if getattr(loop, "_ready", None):
+        return "a loop callback"
+    return None
 
 
 def _live_thread() -> str | None:

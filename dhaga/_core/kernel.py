@@ -330,9 +330,8 @@ class Scheduler:
             sel = self._selector
             if sel is not None:  # see _select: where the loop would sleep forever
                 sel.select = self._select
-                watch = None
-            else:  # uvloop: libuv shows it (dhaga._core.uvwatch)
-                watch = watch_idle(self)
+            else:  # uvloop: a timer of dhaga._core.uvwatch looks
+                watch_idle(self)
             try:
                 while waiter._state is PARKED:
                     loop.run_forever()
@@ -344,8 +343,6 @@ class Scheduler:
                 waiter._on = None  # what it waited on must not be kept alive from here
                 if sel is not None:
                     sel.__dict__.pop("select", None)
-                elif watch is not None:
-                    watch.close()
                 # Drains were skipped while the loop was stopping: make sure the dhagas still
                 # runnable get one when the loop runs next, whoever runs it.
                 self._top_woken = False
