@@ -14,7 +14,7 @@ is told within milliseconds, one that deadlocks after a long run within a second
 loop pays nothing per iteration (a check per interval, once the intervals have grown). The
 timer is made once per check, not per park: when a park ends it stays armed, and the next park
 of the thread uses it; when it fires with nothing parked, it is not armed again (until the
-next park). A check runs in a timer callback, which is as good a moment as the poll itself: it
+next park). The watch is kept on the scheduler (``_idle_watch``), holding it only weakly. A check runs in a timer callback, which is as good a moment as the poll itself: it
 concludes only when nothing at all is pending, and then nothing can make anything pending
 again.
 
