@@ -148,6 +148,19 @@ def test_deadlock_found_after_checks_that_saw_a_possible_wake(loop):
     assert "main-1 waits on <Queue" in out
 
 
+@pytest.mark.parametrize("loop", ["uvloop"])
+def test_libuv_pool_threads_left_by_a_lookup_do_not_hide_a_deadlock(loop):
+    pytest.importorskip("uvloop")
+    out = expect_deadlock("""
+        loop = dhaga.get_scheduler().loop
+        loop.run_until_complete(loop.getaddrinfo("127.0.0.1", 80))  # starts libuv's pool
+        assert any(open(f"/proc/self/task/{t}/comm").read().strip() == "libuv-worker"
+                   for t in os.listdir("/proc/self/task"))
+        dhaga.run(lambda: Queue().get())
+    """, loop)
+    assert "<lambda>-1 waits on <Queue" in out
+
+
 # ---------------------------------------------------------------------------- never raised
 def test_not_raised_while_a_timer_can_wake(loop):
     expect_completes("""

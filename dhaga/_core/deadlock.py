@@ -20,7 +20,8 @@ deadlock" as soon as it finds one:
   can wake no one: the monitor's watchdog, `to_thread`'s pool threads while no work is pending.
   Another thread could put into a thread-safe queue, set an event, call ``submit``... On Linux
   every OS thread of the process counts (``/proc/self/task``), also those Python does not list
-  (started by ``_thread.start_new_thread``, by a C library, or not yet registered).
+  (started by ``_thread.start_new_thread``, by a C library, or not yet registered), except
+  libuv's pool threads (named ``libuv-worker``), whose only work is a libuv loop's requests.
 
 Only when all of these fail is the answer a `Deadlock`, naming every parked dhaga of the thread
 and what it waits on. This is deliberately conservative: a false "no deadlock" costs a hang (as
@@ -151,9 +152,19 @@ def _live_thread() -> str | None:
     except OSError:  # not Linux: Python's list is all there is to go on
         return None
     for tid in tasks:
-        if int(tid) != me and int(tid) not in quiet_ids:
+        if int(tid) != me and int(tid) not in quiet_ids and not _libuv_worker(tid):
             return f"OS thread {tid} is running"
     return None
+
+
+def _libuv_worker(tid: str) -> bool:
+    """A thread of libuv's pool (uvloop's DNS and file work): it only finishes requests of a
+    libuv loop, which then count as requests in flight on that loop (`dhaga._core.uvwatch`)."""
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip() == "libuv-worker"
+    except OSError:
+        return False
 
 
 def diagnose(sched: Any, loop_source: Callable[[], str | None] | None = None) -> Deadlock | None:
