@@ -2,12 +2,13 @@
 
 How this works
 --------------
-The kernel asks `diagnose` at one moment only: its thread's top-level code is parked and the
-loop is about to sleep with no timeout. asyncio's loop does that only when no callback is ready
-and no timer exists at all (not even a cancelled one), and asks its selector, which the kernel
-wraps (``Scheduler._select``); uvloop's is seen through libuv (`dhaga._core.uvwatch`).
-`diagnose` then looks for anything else that could still wake a waiter, and answers "no
-deadlock" as soon as it finds one:
+`diagnose` is asked only while the thread's top-level code is parked and its loop has nothing
+to do. On asyncio's loop the kernel asks when the loop is about to sleep with no timeout, which
+asyncio does only when no callback is ready and no timer exists at all (not even a cancelled
+one): it asks its selector, which the kernel wraps (``Scheduler._select``). On uvloop,
+`dhaga._core.uvwatch` asks from a loop timer, having seen through libuv that nothing is ready
+or timed. `diagnose` then looks for anything else that could still wake a waiter, and answers
+"no deadlock" as soon as it finds one:
 
 - a runnable dhaga, or a live timer in the scheduler's heap;
 - a watched file descriptor other than the loop's own wake-up pipe, unless every callback on it
