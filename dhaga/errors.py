@@ -72,7 +72,9 @@ class Deadlock(DhagaError):
 
     Raised only when the thread's loop has nothing left that could wake a waiter: no runnable
     dhaga, no timer, no watched file descriptor, no pending ``to_thread`` work, no other live
-    thread, no loop callback, signal handler or asyncio task (see docs/debugging.md).
+    thread, no loop callback, signal handler or asyncio task (see docs/debugging.md). Seen on
+    asyncio's loop and on uvloop (through libuv's own functions, which uvloop exports); on
+    another loop, or a uvloop whose libuv functions cannot be found, a deadlock hangs instead.
 
     Attributes:
         waits: ``(name, what it waits on, where)`` for each parked dhaga and the top level.

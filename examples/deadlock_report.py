@@ -4,11 +4,17 @@ The worker forgets ``task_done()``, so ``q.join()`` waits for ever. Without time
 thread work or other threads that could still end the wait, dhaga says so instead of hanging,
 and names every waiting dhaga, what it waits on, and where.
 
-    python examples/deadlock_report.py
+    python examples/deadlock_report.py            # asyncio's loop
+    python examples/deadlock_report.py uvloop     # the same on uvloop
 """
+
+import sys
 
 import dhaga
 from dhaga.sync import Queue
+
+if sys.argv[1:] == ["uvloop"]:
+    dhaga.use_loop("uvloop")
 
 q = Queue()
 

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import LOOPS
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -32,17 +35,23 @@ def test_monitor_blocking_catches_the_legacy_sleep():
     assert "time.sleep(0.3)" in proc.stderr
 
 
-def test_deadlock_report_names_every_wait():
-    out = run_example("deadlock_report.py").stdout
+@pytest.mark.parametrize("loop", LOOPS)
+def test_deadlock_report_names_every_wait(loop):
+    out = run_example("deadlock_report.py", *(["uvloop"] if loop == "uvloop" else [])).stdout
     assert "worker: did a\nworker: did b\nDeadlock: nothing can ever wake" in out
     assert "main-1 waits on join() of <Queue size=0 maxsize=0> (2 tasks not done)" in out
     assert "worker-2 waits on <Queue size=0 maxsize=0>, at" in out
-    assert "deadlock_report.py:18 in worker" in out
+    assert "deadlock_report.py:24 in worker" in out
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_loop_lag_shows_a_dhaga_that_held_its_thread_without_a_monitor(loop):
+    out = run_example("loop_lag.py", *(["uvloop"] if loop == "uvloop" else [])).stdout
+    assert re.search(r"^fair only: p50 \d+\.\d+ ms, p99 \d+\.\d+ ms$", out, re.M)
+    assert "held at least 0.1 s: True" in out
 
 
 def test_monitor_dashboard_serves_metrics_json_and_the_page():
-    import pytest
-
     pytest.importorskip("prometheus_client")
     out = run_example("monitor_dashboard.py").stdout
     assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/$", out, re.M)

@@ -238,3 +238,75 @@ def test_stats_counts_switches_inside_a_running_batch_without_instruments():
         return dhaga.stats()["switches"] - before
 
     assert 200 <= dhaga.run(body) <= 210
+
+
+# ---------------------------------------------------------------------------- loop lag
+HOG = 0.05  # seconds a dhaga holds its thread below (asserted as a lower bound only)
+
+
+def test_stats_reports_loop_lag_without_a_monitor(each_loop):
+    from dhaga.monitor._watchdog import stats_of
+
+    def fair():
+        for _ in range(3):
+            dhaga.sleep(0)
+
+    assert dhaga.stats()["loop_lag_p50"] is None  # nothing has run yet
+    dhaga.joinall([dhaga.spawn(fair) for _ in range(10)])
+    s = dhaga.stats()
+    assert stats_of(dhaga.get_scheduler()) is None  # no monitor has ever probed this one
+    assert s["loop_lag_p50"] is not None and s["loop_lag_p99"] is not None
+    assert 0 <= s["loop_lag_p50"] <= s["loop_lag_p99"]
+
+
+def test_a_dhaga_holding_the_loop_raises_loop_lag_p99_without_a_monitor(each_loop):
+    ran = []
+
+    def other():
+        dhaga.sleep(0)
+        ran.append(1)
+
+    # The hog runs while both others are runnable: they wait for it, and so does the loop.
+    dhaga.joinall([dhaga.spawn(other), dhaga.spawn(_block_thread, HOG), dhaga.spawn(other)])
+    assert ran == [1, 1]
+    assert dhaga.stats()["loop_lag_p99"] >= HOG
+
+
+def test_loop_lag_read_inside_a_batch_counts_that_batch_so_far(each_loop):
+    def hog_then_look():
+        _block_thread(HOG)
+        return dhaga.stats()["loop_lag_p99"]
+
+    assert dhaga.run(hog_then_look) >= HOG
+
+
+def test_loop_lag_takes_the_larger_of_the_batches_and_the_monitors_probes():
+    from dhaga.monitor import _stats, _watchdog
+
+    sched = dhaga.get_scheduler()
+    sched._lags.clear()
+    sched._lags.extend([0.001] * 10)
+    track = _watchdog._Track()
+    track.lags.extend([0.002] * 10)
+    _watchdog._tracks[sched] = track
+    try:
+        assert _stats.loop_lag(sched) == (0.002, 0.002)
+        sched._lags.append(1.0)  # one long batch: the probes never saw it
+        assert _stats.loop_lag(sched) == (0.002, 1.0)
+        s = dhaga.stats()
+        assert (s["loop_lag_p50"], s["loop_lag_p99"]) == (0.002, 1.0)
+    finally:
+        del _watchdog._tracks[sched]
+    assert _stats.loop_lag(sched) == (0.001, 1.0)
+
+
+@pytest.mark.parametrize("samples, expected", [
+    ([], [None, None]),
+    ([0.5], [0.5, 0.5]),
+    ([3.0, 1.0, 2.0], [2.0, 3.0]),
+    ([float(i) for i in range(1000)], [500.0, 990.0]),
+])  # fmt: skip
+def test_percentiles_are_nearest_rank(samples, expected):
+    from dhaga.monitor._stats import percentiles
+
+    assert percentiles(samples, 0.50, 0.99) == expected

@@ -2,14 +2,18 @@
 
 How this works
 --------------
-The kernel asks `diagnose` at one moment only: its thread's top-level code is parked and
-asyncio's loop is about to sleep with no timeout, which asyncio does only when no callback is
-ready and no timer exists at all (not even a cancelled one). `diagnose` then looks for anything
-else that could still wake a waiter, and answers "no deadlock" as soon as it finds one:
+`diagnose` is asked only while the thread's top-level code is parked and its loop has nothing
+to do. On asyncio's loop the kernel asks when the loop is about to sleep with no timeout, which
+asyncio does only when no callback is ready and no timer exists at all (not even a cancelled
+one): it asks its selector, which the kernel wraps (``Scheduler._select``). On uvloop,
+`dhaga._core.uvwatch` asks from a loop timer, having seen through libuv that nothing is ready
+or timed. `diagnose` then looks for anything else that could still wake a waiter, and answers
+"no deadlock" as soon as it finds one:
 
 - a runnable dhaga, or a live timer in the scheduler's heap;
 - a watched file descriptor other than the loop's own wake-up pipe, unless every callback on it
   belongs to an object whose ``_dhaga_can_wake()`` says no one waits (an idle socket watcher);
+  on uvloop also any active libuv handle (a stream, a process...) or request in flight;
 - a signal handler: one installed on the loop, or any Python-level handler other than the
   default ones (``dhaga.monitor.dump_on_signal``'s is marked harmless);
 - an asyncio task not yet done on this loop;
@@ -17,7 +21,8 @@ else that could still wake a waiter, and answers "no deadlock" as soon as it fin
   can wake no one: the monitor's watchdog, `to_thread`'s pool threads while no work is pending.
   Another thread could put into a thread-safe queue, set an event, call ``submit``... On Linux
   every OS thread of the process counts (``/proc/self/task``), also those Python does not list
-  (started by ``_thread.start_new_thread``, by a C library, or not yet registered).
+  (started by ``_thread.start_new_thread``, by a C library, or not yet registered), except
+  libuv's pool threads (named ``libuv-worker``), whose only work is a libuv loop's requests.
 
 Only when all of these fail is the answer a `Deadlock`, naming every parked dhaga of the thread
 and what it waits on. This is deliberately conservative: a false "no deadlock" costs a hang (as
@@ -76,19 +81,30 @@ def _fd_can_wake(loop: Any, key: Any) -> bool:
     return False
 
 
-def _wake_source(sched: Any) -> str | None:
-    """The first thing found that may still wake a waiter of ``sched``'s thread, or None."""
+def _wake_source(sched: Any, loop_source: Callable[[], str | None] | None = None) -> str | None:
+    """The first thing found that may still wake a waiter of ``sched``'s thread, or None.
+
+    ``loop_source`` answers for the loop's own callbacks, timers and watched descriptors where
+    asyncio's selector cannot (uvloop: `dhaga._core.uvwatch`).
+    """
     loop = sched.loop
     if sched._runq or sched._drain_pending:
         return "a runnable dhaga"
     if len(sched.timers):
         return "a timer"
-    if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
-        return "a loop callback or timer"
-    selector = sched._selector
-    for key in list(selector.get_map().values()):
-        if _fd_can_wake(loop, key):
-            return f"fd {key.fd} is watched"
+    if loop_source is not None:
+        found = loop_source()
+        if found is not None:
+            return found
+    else:
+        if getattr(loop, "_ready", None) or getattr(loop, "_scheduled", None):
+            return "a loop callback or timer"
+        selector = sched._selector
+        if selector is None:
+            return "a loop whose waits cannot be seen"
+        for key in list(selector.get_map().values()):
+            if _fd_can_wake(loop, key):
+                return f"fd {key.fd} is watched"
     if getattr(loop, "_signal_handlers", None):
         return "a signal handler on the loop"
     for sig in signal.valid_signals():
@@ -102,7 +118,17 @@ def _wake_source(sched: Any) -> str | None:
             return f"a handler for signal {sig}"
     if any(not t.done() for t in asyncio.all_tasks(loop)):
         return "an asyncio task"
-    return _live_thread()
+    thread = _live_thread()
+    if thread is not None:
+        return thread
+    # A thread that ended while this looked may have posted a wake-up just before: look again.
+    if sched._runq or sched._drain_pending:
+        return "a runnable dhaga"
+    if loop_source is not None:
+        return loop_source()
+    if getattr(loop, "_ready", None):
+        return "a loop callback"
+    return None
 
 
 def _live_thread() -> str | None:
@@ -127,14 +153,30 @@ def _live_thread() -> str | None:
     except OSError:  # not Linux: Python's list is all there is to go on
         return None
     for tid in tasks:
-        if int(tid) != me and int(tid) not in quiet_ids:
+        if int(tid) != me and int(tid) not in quiet_ids and not _libuv_worker(tid):
             return f"OS thread {tid} is running"
     return None
 
 
-def diagnose(sched: Any) -> Deadlock | None:
-    """`Deadlock` if nothing can ever wake ``sched``'s parked top level; else None."""
-    if _wake_source(sched) is not None:
+def _libuv_worker(tid: str) -> bool:
+    """A thread of libuv's pool (uvloop's DNS and file work): it only finishes requests of a
+    libuv loop, which then count as requests in flight on that loop (`dhaga._core.uvwatch`)."""
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip() == "libuv-worker"
+    except OSError:
+        return False
+
+
+def diagnose(sched: Any, loop_source: Callable[[], str | None] | None = None) -> Deadlock | None:
+    """`Deadlock` if nothing can ever wake ``sched``'s parked top level; else None.
+
+    Args:
+        sched: the scheduler whose top level is parked, asked from its own thread.
+        loop_source: for a loop without a Python selector, what on it may still wake (see
+            `_wake_source`).
+    """
+    if _wake_source(sched, loop_source) is not None:
         return None
     from .census import census  # only now: a census walks every object
 

@@ -61,6 +61,7 @@ from .states import (
     _Waiter,
 )
 from .timers import TimerQueue
+from .uvwatch import watch_idle
 from .workers import _Worker, work
 
 __all__ = ["DRAIN_EXTRA", "Scheduler", "wake"]
@@ -75,6 +76,9 @@ _ids = itertools.count(1)
 #: again. Dhagas that hand work back and forth then switch directly to each other, without a
 #: loop iteration (and its epoll system call) per hand-off, yet I/O waits at most this long.
 DRAIN_EXTRA = 512
+
+#: How many batches' loop lag a scheduler keeps for ``dhaga.stats()`` (the last ones).
+LAGS_KEPT = 1024
 
 _BLOCKING_MSG = (
     "a blocking dhaga call was made in a coroutine or callback running on the event loop; "
@@ -118,6 +122,9 @@ class Scheduler:
         self.timers = TimerQueue(loop)
         self._call_later = self.timers.call_later
         self._batch_at = 0.0  # when the current (or last) batch began: parks are dated by it
+        # How long each of the last batches held the loop (dhaga.monitor._stats reads it).
+        self._lags: deque[float] = deque(maxlen=LAGS_KEPT)
+        self._lag = self._lags.append
         # asyncio's selector loops let `Deadlock` be detected where the loop would sleep forever.
         sel = getattr(loop, "_selector", None)
         self._selector = sel if hasattr(sel, "get_map") and hasattr(sel, "select") else None
@@ -337,6 +344,8 @@ class Scheduler:
             sel = self._selector
             if sel is not None:  # see _select: where the loop would sleep forever
                 sel.select = self._select
+            else:  # uvloop: a timer of dhaga._core.uvwatch looks
+                watch_idle(self)
             try:
                 while waiter._state is PARKED:
                     loop.run_forever()
@@ -504,6 +513,7 @@ class Scheduler:
             self._current = None
             self.switches += budget - self._batch - self._batch_cut
             self._batch_cut = self._budget = 0
+            self._lag(_monotonic() - self._batch_at)
             if runq:
                 self._call_soon(self._drain)  # still pending: the next batch
             else:

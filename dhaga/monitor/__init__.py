@@ -52,9 +52,12 @@ def stats() -> dict[str, Any]:
         ``alive`` (spawned, not finished), ``spawned`` (ever), ``switches`` (into dhagas;
         the kernel adds up each batch's count once per batch, so it costs nothing per
         switch), ``runnable``, ``parked``,
-        ``loop_lag_p50`` and ``loop_lag_p99`` (seconds a callback waited for the loop, over the
-        last 1024 probes of a running monitor; None when no monitor has watched this
-        scheduler), ``blocked`` (blocking episodes the monitor reported).
+        ``loop_lag_p50`` and ``loop_lag_p99`` (seconds; None until a batch of dhagas has run):
+        how long each of the last 1024 batches of dhagas held the loop, which is the longest
+        anything else ready on it waited (the kernel times every batch, with or without a
+        monitor; a batch still running counts with its length so far); while a monitor probes
+        this loop, each is the larger of that and the same percentile of its last 1024
+        probes. ``blocked`` (blocking episodes the monitor reported).
     """
     return scheduler_stats(get_scheduler())
 
