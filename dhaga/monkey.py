@@ -129,7 +129,7 @@ def is_patched(name: str) -> bool:
 
 def _green_only_in_dhagas(green: Callable[..., Any], std: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``green`` so that where parking is impossible the original runs instead."""
-    from ._monkey_select import must_block_thread
+    from ._monkey.green_select import must_block_thread
 
     def call(*args: Any, **kw: Any) -> Any:
         if must_block_thread():
@@ -189,10 +189,10 @@ def patch_select() -> None:
     """Green `select.select` and `select.poll`; remove epoll/devpoll/kqueue (they cannot be)."""
     import select
 
-    from . import _monkey_select
+    from ._monkey import green_select
 
-    _set(select, "select", _monkey_select.select)
-    _set(select, "poll", _monkey_select.poll)
+    _set(select, "select", green_select.select)
+    _set(select, "poll", green_select.poll)
     for name in ("epoll", "devpoll", "kqueue", "kevent"):
         if hasattr(select, name):
             _remove(select, name)
@@ -208,7 +208,7 @@ def patch_selectors() -> None:
     import asyncio.selector_events as selector_events
     import selectors
 
-    from ._monkey_select import GreenSelector
+    from ._monkey.green_select import GreenSelector
 
     if not isinstance(selector_events.selectors, _Snapshot):
         snapshot = _Snapshot("selectors")
@@ -260,26 +260,26 @@ def patch_ssl() -> None:
 
 
 def patch_threading() -> None:
-    """Make `threading`'s primitives and ``Thread`` dhaga-backed (see `_monkey_threading`)."""
-    from . import _monkey_threading
+    """Make `threading`'s primitives and ``Thread`` dhaga-backed (see ``dhaga._monkey.green_threading``)."""
+    from ._monkey import green_threading
 
-    _monkey_threading.patch_threading(_set)
+    green_threading.patch_threading(_set)
     _patched.add("threading")
 
 
 def patch_queue() -> None:
     """Make `queue`'s queues dhaga-backed (`dhaga.sync`)."""
-    from . import _monkey_threading
+    from ._monkey import green_threading
 
-    _monkey_threading.patch_queue(_set)
+    green_threading.patch_queue(_set)
     _patched.add("queue")
 
 
 def patch_subprocess() -> None:
     """Make waiting for a child process (``wait``, ``run``, ``communicate``) park the dhaga."""
-    from . import _monkey_subprocess
+    from ._monkey import green_subprocess
 
-    _monkey_subprocess.patch_subprocess(_set)
+    green_subprocess.patch_subprocess(_set)
     _patched.add("subprocess")
 
 
@@ -290,20 +290,20 @@ def patch_psycopg() -> None:
     both cancel the query on the server when the dhaga is killed or times out. For programs
     that patch nothing else; `patch_all` does it too.
     """
-    from . import _monkey_drivers
+    from ._monkey import db_drivers
 
-    _monkey_drivers.patch_psycopg(_set, original("select", "select"))
+    db_drivers.patch_psycopg(_set, original("select", "select"))
     _patched.add("psycopg")
 
 
 def patch_drivers() -> None:
     """`patch_psycopg`; PyMySQL's interrupted queries killed on the server; Django's
     connections reused across requests (``CONN_MAX_AGE``)."""
-    from . import _monkey_django, _monkey_drivers
+    from ._monkey import db_drivers, django_orm
 
     patch_psycopg()
-    _monkey_drivers.patch_pymysql(_set)
-    _monkey_django.patch_django()
+    db_drivers.patch_pymysql(_set)
+    django_orm.patch_django()
     _patched.add("drivers")
 
 

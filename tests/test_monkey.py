@@ -142,7 +142,7 @@ def test_threading_patch_is_dhaga_backed_by_default():
     assert r["condition"] and r["cond_class"] == "dhaga.sync"
     assert r["ok_locals"] == 100  # threading.local kept one value per green thread
     assert r["got"] and not r["alive"]
-    assert r["os_threads"] == 1 and r["thread_class"] == "dhaga._monkey_threading"
+    assert r["os_threads"] == 1 and r["thread_class"] == "dhaga._monkey.green_threading"
     assert r["resolved"] == "127.0.0.1" and r["green_to_thread"] == 42
 
 

@@ -40,7 +40,7 @@ def _check_interruptions(r: dict, states: set[str]) -> None:
 def test_psycopg2_is_cooperative_resolves_off_the_loop_and_cancels(postgres_server):
     _need("psycopg2")
     r = run_child("db_drivers.py", "psycopg2", json.dumps({"dsn": postgres_server.dsn}))
-    assert r["wait_callback"] == "dhaga._monkey_drivers"
+    assert r["wait_callback"] == "dhaga._monkey.db_drivers"
     _check_concurrent(r)
     assert r["fds_left"] <= 0  # closed connections leave no registered duplicate behind
     assert r["by_name"] == "127.0.0.1"  # "localhost" reached libpq as a resolved hostaddr
@@ -58,7 +58,7 @@ def test_psycopg3_with_and_without_c_speedups_is_cooperative_and_cancels(
     monkeypatch.setenv("PSYCOPG_IMPL", impl)  # psycopg uses exactly this implementation
     r = run_child("db_drivers.py", "psycopg3", json.dumps({"params": postgres_server.params}))
     assert r["impl"] == impl
-    assert r["wait_func"] == "dhaga._monkey_drivers"  # not psycopg's C wait_c
+    assert r["wait_func"] == "dhaga._monkey.db_drivers"  # not psycopg's C wait_c
     _check_concurrent(r)
     _check_interruptions(r, {"usable"})
 

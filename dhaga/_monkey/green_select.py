@@ -21,8 +21,8 @@ from asyncio.events import _get_running_loop
 from time import monotonic
 from typing import Any, Iterable
 
-from . import scheduler as _scheduler
-from ._io.fdwait import fileno_of, wait_any
+from .. import scheduler as _scheduler
+from .._io.fdwait import fileno_of, wait_any
 
 __all__ = ["select", "poll", "GreenSelector", "must_block_thread"]
 

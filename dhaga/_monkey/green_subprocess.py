@@ -19,9 +19,9 @@ import time as _time
 import types
 from typing import Any, Callable
 
-from ._io.fdwait import wait_readable
-from ._monkey_select import GreenSelector, must_block_thread
-from .errors import Timeout
+from .._io.fdwait import wait_readable
+from ..errors import Timeout
+from .green_select import GreenSelector, must_block_thread
 
 __all__ = ["patch_subprocess"]
 
@@ -48,7 +48,7 @@ def _green_wait(self: _subprocess.Popen, timeout: float | None) -> int:
 
 
 def _poll_wait(self: _subprocess.Popen, timeout: float | None) -> int:
-    from .scheduler import sleep
+    from ..scheduler import sleep
 
     deadline = None if timeout is None else _monotonic() + timeout
     delay = 0.001

@@ -14,7 +14,7 @@ import threading
 import types
 from typing import Any
 
-from ._monkey_imports import when_imported
+from .on_import import when_imported
 
 __all__ = ["patch_django"]
 

@@ -25,8 +25,8 @@ import types
 import weakref
 from typing import Any, Callable
 
-from . import scheduler as _scheduler
-from . import sync as _sync
+from .. import scheduler as _scheduler
+from .. import sync as _sync
 
 __all__ = ["Thread", "local", "patch_threading", "patch_queue"]
 

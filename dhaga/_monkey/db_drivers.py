@@ -23,7 +23,7 @@ for the socket; dhaga supplies that function, so a query parks only its dhaga.
   connection (PyMySQL itself closes the interrupted one).
 
 Each patch runs when its module is first imported (or at once, if it already is; see
-`dhaga._monkey_imports`). This module knows the drivers' wait and cancel protocols; it must
+`dhaga._monkey.on_import`). This module knows the drivers' wait and cancel protocols; it must
 not know how fd waits are implemented.
 """
 
@@ -38,10 +38,10 @@ import types
 import weakref
 from typing import Any, Callable
 
-from ._io.fdwait import notify_close, wait_any, wait_fd
-from ._monkey_imports import when_imported
-from .errors import Killed, TimeoutInterrupt
-from .scheduler import get_scheduler
+from .._io.fdwait import notify_close, wait_any, wait_fd
+from ..errors import Killed, TimeoutInterrupt
+from ..scheduler import get_scheduler
+from .on_import import when_imported
 
 __all__ = ["patch_psycopg", "patch_pymysql"]
 
@@ -60,7 +60,7 @@ def _wait_ready(fd: int, want: int, timeout: float | None) -> int:
     Where parking is impossible (a plain thread that never used dhaga, a coroutine on the
     loop), it blocks the thread in the real ``select``, as the driver itself would.
     """
-    from ._monkey_select import must_block_thread
+    from .green_select import must_block_thread
 
     if must_block_thread():
         return _select_ready(fd, want, timeout)
@@ -134,8 +134,8 @@ def _patch_psycopg3(set_: Setter) -> Callable[[types.ModuleType], None]:
 
             def cancel(self: Any) -> None:
                 """Blocking ``PQcancel`` (libpq < 17, no ``cancel_safe``), in a real thread."""
-                from ._monkey_select import must_block_thread
-                from .threads import to_thread
+                from ..threads import to_thread
+                from .green_select import must_block_thread
 
                 if must_block_thread():
                     std_cancel(self)
@@ -195,7 +195,7 @@ def _psycopg2_wait(conn: Any, timeout: float | None = None) -> None:
     """The psycopg2 wait callback: park until the connection's operation completes."""
     import psycopg2.extensions as ext
 
-    from ._monkey_select import must_block_thread
+    from .green_select import must_block_thread
 
     if not must_block_thread() and conn.status != ext.STATUS_SETUP:
         _psycopg2_wait_kept(conn)
@@ -247,8 +247,8 @@ def _psycopg2_cancel(conn: Any) -> None:
     import psycopg2
     import psycopg2.extensions as ext
 
-    from ._monkey_select import must_block_thread
-    from .threads import to_thread
+    from ..threads import to_thread
+    from .green_select import must_block_thread
 
     if conn.closed or conn.status == ext.STATUS_SETUP:
         return  # interrupted while connecting: nothing runs on the server yet
@@ -301,7 +301,7 @@ def _green_hostaddr(params: dict[str, Any]) -> dict[str, Any]:
             pass
         import socket
 
-        from ._io.dns import getaddrinfo
+        from .._io.dns import getaddrinfo
 
         infos = getaddrinfo(h, int(port), 0, socket.SOCK_STREAM)
         addrs.append(infos[0][4][0])
@@ -320,7 +320,7 @@ def _patch_psycopg2(set_: Setter) -> Callable[[types.ModuleType], None]:
 
         def connect(dsn: str | None = None, connection_factory: Any = None,
                     cursor_factory: Any = None, **kwargs: Any) -> Any:
-            from ._monkey_select import must_block_thread
+            from .green_select import must_block_thread
 
             if not must_block_thread():
                 params = ext.parse_dsn(dsn or "")

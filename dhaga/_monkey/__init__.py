@@ -1,0 +1,1 @@
+"""What `dhaga.monkey` patches in, one module per thing patched; nothing here is public."""
