@@ -1,0 +1,379 @@
+"""CURVE traffic (RFC 26's MESSAGE): sealing our frames and opening the peer's, once keys agree.
+
+This module must not know about the handshake that agreed the key (`_zmtp_curve` does it) nor
+about sockets: it is given the precomputed box key and the nonce prefixes, and works on bytes.
+"""
+
+# How this works
+# --------------
+# Every frame travels as a MESSAGE, in an ordinary frame header (see `_zmtp_curve`):
+#     [flags, size][\x07MESSAGE][short nonce: 8-byte counter][box]
+#     box = crypto_box_easy_afternm(flags byte + frame, prefix16 + short nonce, key)
+# The crypto is libsodium's; for small frames the cost is Python's, per call and per object. So
+# both directions work in place, with one libsodium call per frame through the cffi handle PyNaCl
+# loaded, on pointers made once per batch:
+#
+# - Sealing (`Sealer.encode_messages`): a batch of queued messages is laid out in one fresh
+#   buffer: one struct.pack_into writes the frame header, the name, the short nonce and the
+#   flags byte, a slice assignment copies the frame after them, and
+#   ``crypto_box_easy_afternm(c, c, ...)`` seals it where it lies (libsodium lets c and m
+#   overlap: it moves the plaintext past the MAC's room). The full 24-byte nonce is packed into
+#   a small buffer the sealer keeps, whose pointer is made once per connection.
+# - Opening (`receive_sealed`): one struct.unpack_from reads a frame's header, name and short
+#   nonce; a nonce not above the last one is refused (a replay, or frames reordered); then
+#   ``crypto_box_open_easy_afternm(c, c, ...)`` verifies the MAC first and only then decrypts in
+#   place, the plaintext landing where the MAC was. Nothing is copied out or delivered before
+#   its MAC verified.
+#
+# Without PyNaCl's cffi handle (should its private layout change) PyNaCl's public functions do
+# the same, with a copy or two per frame.
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Any
+
+from ..errors import MessageTooLarge
+from ._zmtp_events import ConnectionState, Message
+from ._zmtp_wire import _COMPACT_AT, _fail
+
+try:
+    import nacl.bindings as _nacl  # importing it runs sodium_init (libsodium's CPU dispatch)
+    from nacl.exceptions import CryptoError as _CryptoError
+except ImportError:  # pragma: no cover - depends on the environment
+    _nacl = None
+    _CryptoError = Exception
+try:  # libsodium itself, as PyNaCl loaded it
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
+except ImportError:  # pragma: no cover - depends on PyNaCl's layout
+    _ffi = _lib = None
+
+__all__ = ["Sealer", "receive_sealed"]
+
+_MESSAGE = b"\x07MESSAGE"
+_CLOSED = ConnectionState.CLOSED
+_pack = struct.Struct(">Q").pack
+_pack_long = struct.Struct(">BQ").pack
+_SHORT = tuple(bytes((0, n)) for n in range(256))  # frame headers of short sealed frames
+_unpack_size = struct.Struct(">Q").unpack_from
+# header, name and short nonce of a sealed frame (short and long frame header); when sealing,
+# the flags byte inside the box follows
+_short_head = struct.Struct(">BB8sQ").unpack_from
+_long_head = struct.Struct(">BQ8sQ").unpack_from
+_seal_short = struct.Struct(">BB8sQB").pack_into
+_seal_long = struct.Struct(">BQ8sQB").pack_into
+_nonce_into = struct.Struct(">Q").pack_into
+_OVERHEAD = 42  # at most, per frame: a long header (9), the name (8), nonce (8), MAC, flags byte
+
+
+class Sealer:
+    """Encrypts our frames and commands as MESSAGE commands and opens the peer's.
+
+    Args:
+        key: the precomputed box key (crypto_box_beforenm of the transient keys).
+        ours, theirs: the 16-byte nonce prefixes we send with and the peer sends with.
+        nonce: our next short nonce. peer_nonce: the last short nonce the peer used.
+    """
+
+    __slots__ = ("_key", "_ours", "_theirs", "_nonce", "_peer_nonce", "_send_nonce", "_send_np",
+                 "_recv_nonce", "_recv_np")
+
+    def __init__(self, key: bytes, ours: bytes, theirs: bytes, nonce: int,
+                 peer_nonce: int) -> None:
+        self._key = key
+        self._ours = ours
+        self._theirs = theirs
+        self._nonce = nonce
+        self._peer_nonce = peer_nonce
+        # the full nonces libsodium reads: the prefix, then the counter packed per frame
+        self._send_nonce = bytearray(ours + bytes(8))
+        self._recv_nonce = bytearray(theirs + bytes(8))
+        if _lib is not None:
+            self._send_np = _ffi.from_buffer(self._send_nonce)
+            self._recv_np = _ffi.from_buffer(self._recv_nonce)
+
+    def encode_message(self, frames: Any) -> bytes | bytearray:
+        """Seal a whole message, one MESSAGE per frame, all but the last flagged MORE.
+
+        Raises:
+            ValueError: ``frames`` is empty.
+        """
+        if not frames:
+            raise ValueError("a message has at least one frame")
+        return self.encode_messages(deque((frames,)), 0)
+
+    def encode_messages(self, queue: deque, limit: int) -> bytes | bytearray:
+        """Seal messages taken from the left of ``queue`` until the output reaches ``limit``.
+
+        Args:
+            queue: messages (sequences of bytes-like frames of single bytes); those sealed
+                are popped, the first one always.
+            limit: stop once this many bytes are sealed (one message may pass it).
+
+        Returns:
+            the wire bytes, one MESSAGE per frame.
+
+        Raises:
+            ValueError: a message without frames (it is dropped from the queue).
+        """
+        if _lib is None:
+            return self._encode_public(queue, limit)
+        first = queue[0]
+        if not first:
+            queue.popleft()
+            raise ValueError("a message has at least one frame")
+        per = _OVERHEAD * len(first)
+        for frame in first:
+            per += len(frame)
+        cap = per + min(per * (len(queue) - 1), limit)  # the first always fits
+        out = bytearray(cap)
+        base = _ffi.from_buffer(out)
+        n = self._nonce
+        key, nonce, np = self._key, self._send_nonce, self._send_np
+        seal = _lib.crypto_box_easy_afternm
+        popleft = queue.popleft
+        pos = 0
+        try:
+            while queue and pos <= limit:
+                msg = popleft()
+                if len(msg) == 1:  # the common case: a one-frame message
+                    frame = msg[0]
+                    size = len(frame) + 33
+                    if size < 256:
+                        end = pos + 2 + size
+                        if end > cap:
+                            queue.appendleft(msg)
+                            break
+                        _seal_short(out, pos, 0, size, _MESSAGE, n, 0)
+                        out[pos + 19 : end - 16] = frame
+                        _nonce_into(nonce, 16, n)
+                        c = base + (pos + 18)
+                        seal(c, c, size - 32, np, key)
+                        n += 1
+                        pos = end
+                        continue
+                elif not msg:
+                    raise ValueError("a message has at least one frame")
+                room = pos
+                for frame in msg:
+                    room += len(frame) + _OVERHEAD
+                if room > cap:
+                    queue.appendleft(msg)
+                    break
+                last = len(msg) - 1
+                for i, frame in enumerate(msg):
+                    size = len(frame) + 33
+                    more = i < last
+                    if size < 256:
+                        _seal_short(out, pos, 0, size, _MESSAGE, n, more)
+                        box = pos + 18
+                    else:
+                        _seal_long(out, pos, 2, size, _MESSAGE, n, more)
+                        box = pos + 25
+                    end = box + size - 16
+                    out[box + 1 : end - 16] = frame
+                    _nonce_into(nonce, 16, n)
+                    c = base + box
+                    seal(c, c, size - 32, np, key)
+                    n += 1
+                    pos = end
+        finally:
+            _ffi.release(base)
+            self._nonce = n
+        del out[pos:]
+        return out
+
+    def _encode_public(self, queue: deque, limit: int) -> bytes:
+        """encode_messages through PyNaCl's public functions (a copy or two per frame)."""
+        seal, key, ours = _nacl.crypto_box_easy_afternm, self._key, self._ours
+        out: list[bytes] = []
+        append = out.append
+        size_out = 0
+        while queue and size_out <= limit:
+            frames = queue.popleft()
+            if not frames:
+                raise ValueError("a message has at least one frame")
+            last = len(frames) - 1
+            for i, frame in enumerate(frames):
+                short = _pack(self._nonce)
+                self._nonce += 1
+                box = seal((b"\x01" if i < last else b"\x00") + bytes(frame), ours + short, key)
+                size = 16 + len(box)
+                append(_SHORT[size] if size < 256 else _pack_long(2, size))
+                append(_MESSAGE)
+                append(short)
+                append(box)
+                size_out += size
+        return b"".join(out)
+
+    def encode_command(self, name: bytes, data: bytes = b"") -> bytes:
+        """Seal a command (PING, PONG, SUBSCRIBE...) as a MESSAGE flagged as a command."""
+        short = _pack(self._nonce)
+        self._nonce += 1
+        body = b"\x02" + bytes((len(name),)) + name + data
+        box = _nacl.crypto_box_easy_afternm(body, self._ours + short, self._key)
+        size = 16 + len(box)
+        head = _SHORT[size] if size < 256 else _pack_long(2, size)
+        return b"".join((head, _MESSAGE, short, box))
+
+    def reseal(self, command: bytes) -> bytes:
+        """Seal a command already encoded in clear (its frame header is dropped)."""
+        body = command[9 if command[0] & 2 else 2 :]
+        return self.encode_command(body[1 : 1 + body[0]], body[1 + body[0] :])
+
+    def open(self, short: bytes, box: bytes, frame: Any) -> bytes:
+        """Open one MESSAGE (its short nonce and box): the flags byte, then the payload.
+
+        Raises:
+            ProtocolError: the nonce is not above the peer's last one (a replay), or the box
+                does not verify (tampered, or sealed with another key).
+        """
+        nonce = int.from_bytes(short, "big")
+        if nonce <= self._peer_nonce:
+            raise _replayed(nonce, self._peer_nonce, frame)
+        try:
+            plain = _nacl.crypto_box_open_easy_afternm(box, self._theirs + short, self._key)
+        except _CryptoError:
+            raise _tampered(frame) from None
+        if not plain:
+            raise _fail("MESSAGE without its flags byte", frame)
+        self._peer_nonce = nonce
+        return plain  # type: ignore[no-any-return]
+
+
+def _replayed(nonce: int, last: int, frame: Any) -> Exception:
+    return _fail(f"MESSAGE nonce {nonce} is not above the last one, {last}: a replayed or "
+                 "reordered frame", frame)
+
+
+def _tampered(frame: Any) -> Exception:
+    return _fail("MESSAGE does not verify: tampered, or not sealed by our peer", frame)
+
+
+def _not_message(frame: Any) -> Exception:
+    return _fail("a CURVE connection carries only MESSAGE commands once ready", frame)
+
+
+def receive_sealed(conn: Any, events: list) -> None:
+    """ZMTPConnection's reading loop once CURVE traffic flows: every frame is a MESSAGE.
+
+    Works on the connection's buffer like `ZMTPConnection._receive_frames` (same fields, same
+    compaction); a sealed command (PING, SUBSCRIBE...) goes to its ``_receive_command``.
+    """
+    buf = conn._buf
+    end = len(buf)
+    pos = conn._pos
+    frames = conn._frames
+    total = conn._total
+    limit = conn._limit
+    sealer = conn._sealer
+    bare = conn._bare
+    append = events.append
+    need = 1
+    view = memoryview(buf)
+    inplace = _lib is not None
+    if inplace:
+        base = _ffi.from_buffer(buf)
+        unseal = _lib.crypto_box_open_easy_afternm
+        key, nonce_buf, np = sealer._key, sealer._recv_nonce, sealer._recv_np
+    peer = sealer._peer_nonce
+    try:
+        while pos < end:
+            flags = buf[pos]
+            rest = end - pos
+            if flags == 0 or flags == 4:
+                if rest < 18:  # the header, name and nonce are not all here: wait, or refuse
+                    if rest < 2:
+                        need = 2
+                        break
+                    stop = pos + 2 + buf[pos + 1]
+                    if stop > end:
+                        need = stop - pos
+                        break
+                    raise _not_message(view[pos:stop])  # a whole frame, too short to be one
+                _, size, name, nonce = _short_head(buf, pos)
+                box = pos + 18
+            elif flags == 2 or flags == 6:
+                if rest < 9:
+                    need = 9
+                    break
+                size = _unpack_size(buf, pos + 1)[0]
+                if total + size - 33 > limit:
+                    raise MessageTooLarge(
+                        f"peer announced a sealed frame of {size} bytes, making a message of "
+                        f"over {total + size - 33} bytes; maxmsgsize is {limit}",
+                        bytes(view[pos : pos + 9]))
+                if rest < 25:
+                    stop = pos + 9 + size
+                    if stop > end:
+                        need = stop - pos
+                        break
+                    raise _not_message(view[pos:stop])
+                _, size, name, nonce = _long_head(buf, pos)
+                box = pos + 25
+            else:
+                raise _fail(f"frame flags 0x{flags:02x} on a CURVE connection, where every "
+                            "frame is a sealed MESSAGE", view[pos:])
+            stop = box + size - 16
+            if stop > end:
+                need = stop - pos
+                break
+            if size < 33 or name != _MESSAGE:
+                raise _not_message(view[pos:stop])
+            if nonce <= peer:
+                raise _replayed(nonce, peer, view[pos:stop])
+            if inplace:  # verified, then opened where it lies: the plaintext replaces the MAC
+                _nonce_into(nonce_buf, 16, nonce)
+                c = base + box
+                if unseal(c, c, stop - box, np, key):
+                    raise _tampered(view[pos:stop])
+                plain, p0, p1 = view, box, stop - 16
+            else:
+                sealer._peer_nonce = peer
+                plain = memoryview(sealer.open(bytes(view[box - 8 : box]),
+                                               bytes(view[box:stop]), view[pos:stop]))
+                p0, p1 = 0, len(plain)
+            peer = nonce
+            pos = stop
+            kind = plain[p0]
+            if kind == 0 and not frames:  # the common case: a one-frame message
+                if p1 - p0 - 1 > limit:
+                    raise MessageTooLarge(f"a sealed frame of {p1 - p0 - 1} bytes; maxmsgsize "
+                                          f"is {limit}", b"")
+                frame = plain[p0 + 1 : p1].tobytes()
+                append([frame] if bare else Message([frame]))
+                continue
+            if kind & 2:
+                conn._receive_command(plain[p0:p1].tobytes(), 1, events)
+                if conn._state is _CLOSED:
+                    pos = end
+                    break
+                continue
+            size = p1 - p0 - 1
+            if total + size > limit:
+                raise MessageTooLarge(f"a sealed frame of {size} bytes makes a message of "
+                                      f"{total + size} bytes; maxmsgsize is {limit}", b"")
+            frames.append(plain[p0 + 1 : p1].tobytes())
+            if kind & 1:
+                total += size
+                continue
+            append(frames if bare else Message(frames))
+            frames = []
+            total = 0
+    finally:
+        sealer._peer_nonce = peer
+        if inplace:
+            _ffi.release(base)
+        view.release()
+    conn._frames = frames
+    conn._total = total
+    conn._need = need
+    if pos >= end:
+        buf.clear()
+        pos = 0
+    elif pos > _COMPACT_AT and pos > end - pos:
+        del buf[:pos]
+        pos = 0
+    conn._pos = pos
