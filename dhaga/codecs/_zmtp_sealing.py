@@ -60,8 +60,8 @@ _SHORT = tuple(bytes((0, n)) for n in range(256))  # frame headers of short seal
 _unpack_size = struct.Struct(">Q").unpack_from
 # header, name and short nonce of a sealed frame (short and long frame header); when sealing,
 # the flags byte inside the box follows
-_short_head = struct.Struct(">BB8sQ").unpack_from
-_long_head = struct.Struct(">BQ8sQ").unpack_from
+_head = struct.Struct(">BB8s8s").unpack_from
+_long_head = struct.Struct(">BQ8s8s").unpack_from
 _seal_short = struct.Struct(">BB8sQB").pack_into
 _seal_long = struct.Struct(">BQ8sQB").pack_into
 _nonce_into = struct.Struct(">Q").pack_into
@@ -77,8 +77,7 @@ class Sealer:
         nonce: our next short nonce. peer_nonce: the last short nonce the peer used.
     """
 
-    __slots__ = ("_key", "_ours", "_theirs", "_nonce", "_peer_nonce", "_send_nonce", "_send_np",
-                 "_recv_nonce", "_recv_np")
+    __slots__ = ("_key", "_ours", "_theirs", "_nonce", "_peer_nonce", "_send_nonce", "_send_np")
 
     def __init__(self, key: bytes, ours: bytes, theirs: bytes, nonce: int,
                  peer_nonce: int) -> None:
@@ -87,12 +86,11 @@ class Sealer:
         self._theirs = theirs
         self._nonce = nonce
         self._peer_nonce = peer_nonce
-        # the full nonces libsodium reads: the prefix, then the counter packed per frame
+        # the full nonce libsodium reads when sealing: the prefix, then the counter, packed
+        # per frame
         self._send_nonce = bytearray(ours + bytes(8))
-        self._recv_nonce = bytearray(theirs + bytes(8))
         if _lib is not None:
             self._send_np = _ffi.from_buffer(self._send_nonce)
-            self._recv_np = _ffi.from_buffer(self._recv_nonce)
 
     def encode_message(self, frames: Any) -> bytes | bytearray:
         """Seal a whole message, one MESSAGE per frame, all but the last flagged MORE.
@@ -243,7 +241,9 @@ class Sealer:
         return plain  # type: ignore[no-any-return]
 
 
-def _replayed(nonce: int, last: int, frame: Any) -> Exception:
+def _replayed(nonce: bytes | int, last: bytes | int, frame: Any) -> Exception:
+    if isinstance(nonce, bytes):
+        nonce, last = int.from_bytes(nonce, "big"), int.from_bytes(last, "big")  # type: ignore[arg-type]
     return _fail(f"MESSAGE nonce {nonce} is not above the last one, {last}: a replayed or "
                  "reordered frame", frame)
 
@@ -254,6 +254,17 @@ def _tampered(frame: Any) -> Exception:
 
 def _not_message(frame: Any) -> Exception:
     return _fail("a CURVE connection carries only MESSAGE commands once ready", frame)
+
+
+def _bad_flags(flags: int, frame: Any) -> Exception:
+    return _fail(f"frame flags 0x{flags:02x} on a CURVE connection, where every frame is a "
+                 "sealed MESSAGE", frame)
+
+
+def _too_large(size: int, total: int, limit: int, header: Any) -> Exception:
+    return MessageTooLarge(f"peer sent a sealed frame of {size} bytes, making a message of "
+                           f"over {total + size - 33} bytes; maxmsgsize is {limit}",
+                           bytes(header))
 
 
 def receive_sealed(conn: Any, events: list) -> None:
@@ -271,80 +282,58 @@ def receive_sealed(conn: Any, events: list) -> None:
     sealer = conn._sealer
     bare = conn._bare
     append = events.append
-    need = 1
+    need = 0  # 0: everything was read
     view = memoryview(buf)
     inplace = _lib is not None
     if inplace:
         base = _ffi.from_buffer(buf)
         unseal = _lib.crypto_box_open_easy_afternm
-        key, nonce_buf, np = sealer._key, sealer._recv_nonce, sealer._recv_np
-    peer = sealer._peer_nonce
+        key, theirs = sealer._key, sealer._theirs
+    peer = _pack(sealer._peer_nonce)  # 8 bytes big-endian: compared as bytes, as numbers
+    last = end - 18  # a frame at or before this has its header, name and nonce here
     try:
-        while pos < end:
-            flags = buf[pos]
-            rest = end - pos
+        while pos <= last:
+            flags, size, name, short = _head(buf, pos)
             if flags == 0 or flags == 4:
-                if rest < 18:  # the header, name and nonce are not all here: wait, or refuse
-                    if rest < 2:
-                        need = 2
-                        break
-                    stop = pos + 2 + buf[pos + 1]
-                    if stop > end:
-                        need = stop - pos
-                        break
-                    raise _not_message(view[pos:stop])  # a whole frame, too short to be one
-                _, size, name, nonce = _short_head(buf, pos)
                 box = pos + 18
             elif flags == 2 or flags == 6:
-                if rest < 9:
-                    need = 9
+                if end - pos < 25:
                     break
-                size = _unpack_size(buf, pos + 1)[0]
+                _, size, name, short = _long_head(buf, pos)
                 if total + size - 33 > limit:
-                    raise MessageTooLarge(
-                        f"peer announced a sealed frame of {size} bytes, making a message of "
-                        f"over {total + size - 33} bytes; maxmsgsize is {limit}",
-                        bytes(view[pos : pos + 9]))
-                if rest < 25:
-                    stop = pos + 9 + size
-                    if stop > end:
-                        need = stop - pos
-                        break
-                    raise _not_message(view[pos:stop])
-                _, size, name, nonce = _long_head(buf, pos)
+                    raise _too_large(size, total, limit, view[pos : pos + 9])
                 box = pos + 25
             else:
-                raise _fail(f"frame flags 0x{flags:02x} on a CURVE connection, where every "
-                            "frame is a sealed MESSAGE", view[pos:])
+                raise _bad_flags(flags, view[pos:])
             stop = box + size - 16
             if stop > end:
                 need = stop - pos
                 break
             if size < 33 or name != _MESSAGE:
                 raise _not_message(view[pos:stop])
-            if nonce <= peer:
-                raise _replayed(nonce, peer, view[pos:stop])
+            if short <= peer:
+                raise _replayed(short, peer, view[pos:stop])
             if inplace:  # verified, then opened where it lies: the plaintext replaces the MAC
-                _nonce_into(nonce_buf, 16, nonce)
                 c = base + box
-                if unseal(c, c, stop - box, np, key):
+                if unseal(c, c, size - 16, theirs + short, key):
                     raise _tampered(view[pos:stop])
+                peer = short
+                pos = stop
+                kind = buf[box]
+                if kind == 0 and not frames:  # the common case: a one-frame message
+                    if size - 33 > limit:
+                        raise _too_large(size, 0, limit, b"")
+                    frame = view[box + 1 : stop - 16].tobytes()
+                    append([frame] if bare else Message([frame]))
+                    continue
                 plain, p0, p1 = view, box, stop - 16
             else:
-                sealer._peer_nonce = peer
-                plain = memoryview(sealer.open(bytes(view[box - 8 : box]),
-                                               bytes(view[box:stop]), view[pos:stop]))
+                sealer._peer_nonce = int.from_bytes(peer, "big")
+                plain = memoryview(sealer.open(short, bytes(view[box:stop]), view[pos:stop]))
+                peer = short
+                pos = stop
+                kind = plain[0]
                 p0, p1 = 0, len(plain)
-            peer = nonce
-            pos = stop
-            kind = plain[p0]
-            if kind == 0 and not frames:  # the common case: a one-frame message
-                if p1 - p0 - 1 > limit:
-                    raise MessageTooLarge(f"a sealed frame of {p1 - p0 - 1} bytes; maxmsgsize "
-                                          f"is {limit}", b"")
-                frame = plain[p0 + 1 : p1].tobytes()
-                append([frame] if bare else Message([frame]))
-                continue
             if kind & 2:
                 conn._receive_command(plain[p0:p1].tobytes(), 1, events)
                 if conn._state is _CLOSED:
@@ -353,8 +342,7 @@ def receive_sealed(conn: Any, events: list) -> None:
                 continue
             size = p1 - p0 - 1
             if total + size > limit:
-                raise MessageTooLarge(f"a sealed frame of {size} bytes makes a message of "
-                                      f"{total + size} bytes; maxmsgsize is {limit}", b"")
+                raise _too_large(size + 33, total, limit, b"")
             frames.append(plain[p0 + 1 : p1].tobytes())
             if kind & 1:
                 total += size
@@ -362,14 +350,16 @@ def receive_sealed(conn: Any, events: list) -> None:
             append(frames if bare else Message(frames))
             frames = []
             total = 0
+        if not need and pos < end:
+            need = _need(buf, pos, end, total, limit, view)
     finally:
-        sealer._peer_nonce = peer
+        sealer._peer_nonce = int.from_bytes(peer, "big")
         if inplace:
             _ffi.release(base)
         view.release()
     conn._frames = frames
     conn._total = total
-    conn._need = need
+    conn._need = need or 1
     if pos >= end:
         buf.clear()
         pos = 0
@@ -377,3 +367,26 @@ def receive_sealed(conn: Any, events: list) -> None:
         del buf[:pos]
         pos = 0
     conn._pos = pos
+
+
+def _need(buf: bytearray, pos: int, end: int, total: int, limit: int, view: memoryview) -> int:
+    """How many bytes the frame at ``pos`` needs to be read, its header being incomplete; or
+    the error in what is already there."""
+    flags = buf[pos]
+    rest = end - pos
+    if flags == 0 or flags == 4:
+        if rest < 2:
+            return 2
+        stop = 2 + buf[pos + 1]
+    elif flags == 2 or flags == 6:
+        if rest < 9:
+            return 9
+        size = _unpack_size(buf, pos + 1)[0]
+        if total + size - 33 > limit:
+            raise _too_large(size, total, limit, view[pos : pos + 9])
+        stop = 9 + size
+    else:
+        raise _bad_flags(flags, view[pos:])
+    if stop > rest:
+        return stop
+    raise _not_message(view[pos : pos + stop])  # a whole frame, too short for a MESSAGE
