@@ -66,6 +66,17 @@ _seal_short = struct.Struct(">BB8sQB").pack_into
 _seal_long = struct.Struct(">BQ8sQB").pack_into
 _nonce_into = struct.Struct(">Q").pack_into
 _OVERHEAD = 42  # at most, per frame: a long header (9), the name (8), nonce (8), MAC, flags byte
+_SHORT_MAX = 256 - 33  # frames under this many bytes are sealed in a short frame
+# For each frame size under _SHORT_MAX: pack a short sealed frame's header, name, short nonce,
+# the flags byte and the frame (ready to be sealed in place); and take a frame out of a buffer.
+# Filled when the first Sealer is made (150 KB: not for programs that never use CURVE).
+_SHORT_PACKERS: list = []
+_TAKERS: list = []
+
+
+def _make_tables() -> None:
+    _SHORT_PACKERS[:] = [struct.Struct(f">BB8sQB{size}s").pack_into for size in range(_SHORT_MAX)]
+    _TAKERS[:] = [struct.Struct(f"{size}s").unpack_from for size in range(_SHORT_MAX)]
 
 
 class Sealer:
@@ -91,6 +102,8 @@ class Sealer:
         self._send_nonce = bytearray(ours + bytes(8))
         if _lib is not None:
             self._send_np = _ffi.from_buffer(self._send_nonce)
+        if not _TAKERS:
+            _make_tables()
 
     def encode_message(self, frames: Any) -> bytes | bytearray:
         """Seal a whole message, one MESSAGE per frame, all but the last flagged MORE.
@@ -128,27 +141,28 @@ class Sealer:
         cap = per + min(per * (len(queue) - 1), limit)  # the first always fits
         out = bytearray(cap)
         base = _ffi.from_buffer(out)
+        boxes = base + 18  # where the box of a short frame at pos starts: boxes + pos
         n = self._nonce
         key, nonce, np = self._key, self._send_nonce, self._send_np
         seal = _lib.crypto_box_easy_afternm
         popleft = queue.popleft
+        packers, nonce_into, name = _SHORT_PACKERS, _nonce_into, _MESSAGE
         pos = 0
         try:
             while queue and pos <= limit:
                 msg = popleft()
                 if len(msg) == 1:  # the common case: a one-frame message
                     frame = msg[0]
-                    size = len(frame) + 33
-                    if size < 256:
-                        end = pos + 2 + size
+                    size = len(frame)
+                    if size < _SHORT_MAX:
+                        end = pos + 35 + size
                         if end > cap:
                             queue.appendleft(msg)
                             break
-                        _seal_short(out, pos, 0, size, _MESSAGE, n, 0)
-                        out[pos + 19 : end - 16] = frame
-                        _nonce_into(nonce, 16, n)
-                        c = base + (pos + 18)
-                        seal(c, c, size - 32, np, key)
+                        packers[size](out, pos, 0, size + 33, name, n, 0, frame)
+                        nonce_into(nonce, 16, n)
+                        c = boxes + pos
+                        seal(c, c, size + 1, np, key)
                         n += 1
                         pos = end
                         continue
@@ -289,6 +303,7 @@ def receive_sealed(conn: Any, events: list) -> None:
         base = _ffi.from_buffer(buf)
         unseal = _lib.crypto_box_open_easy_afternm
         key, theirs = sealer._key, sealer._theirs
+    takers = _TAKERS
     peer = _pack(sealer._peer_nonce)  # 8 bytes big-endian: compared as bytes, as numbers
     last = end - 18  # a frame at or before this has its header, name and nonce here
     try:
@@ -321,9 +336,13 @@ def receive_sealed(conn: Any, events: list) -> None:
                 pos = stop
                 kind = buf[box]
                 if kind == 0 and not frames:  # the common case: a one-frame message
-                    if size - 33 > limit:
-                        raise _too_large(size, 0, limit, b"")
-                    frame = view[box + 1 : stop - 16].tobytes()
+                    size -= 33
+                    if size > limit:
+                        raise _too_large(size + 33, 0, limit, b"")
+                    if size < _SHORT_MAX:
+                        frame = takers[size](buf, box + 1)[0]
+                    else:
+                        frame = view[box + 1 : stop - 16].tobytes()
                     append([frame] if bare else Message([frame]))
                     continue
                 plain, p0, p1 = view, box, stop - 16
