@@ -68,15 +68,16 @@ _nonce_into = struct.Struct(">Q").pack_into
 _OVERHEAD = 42  # at most, per frame: a long header (9), the name (8), nonce (8), MAC, flags byte
 _SHORT_MAX = 256 - 33  # frames under this many bytes are sealed in a short frame
 # For each frame size under _SHORT_MAX: pack a short sealed frame's header, name, short nonce,
-# the flags byte and the frame (ready to be sealed in place); and take a frame out of a buffer.
-# Filled when the first Sealer is made (150 KB: not for programs that never use CURVE).
+# the flags byte and the frame, ready to be sealed in place. For each sealed frame size under
+# 256: take the flags byte and the frame out of the opened box. Filled when the first Sealer is
+# made (150 KB: not for programs that never use CURVE).
 _SHORT_PACKERS: list = []
 _TAKERS: list = []
 
 
 def _make_tables() -> None:
     _SHORT_PACKERS[:] = [struct.Struct(f">BB8sQB{size}s").pack_into for size in range(_SHORT_MAX)]
-    _TAKERS[:] = [struct.Struct(f"{size}s").unpack_from for size in range(_SHORT_MAX)]
+    _TAKERS[:] = [struct.Struct(f"B{max(size - 33, 0)}s").unpack_from for size in range(256)]
 
 
 class Sealer:
@@ -166,6 +167,18 @@ class Sealer:
                         n += 1
                         pos = end
                         continue
+                    end = pos + 42 + size  # a long frame
+                    if end > cap:
+                        queue.appendleft(msg)
+                        break
+                    _seal_long(out, pos, 2, size + 33, name, n, 0)
+                    out[pos + 26 : end - 16] = frame
+                    nonce_into(nonce, 16, n)
+                    c = base + (pos + 25)
+                    seal(c, c, size + 1, np, key)
+                    n += 1
+                    pos = end
+                    continue
                 elif not msg:
                     raise ValueError("a message has at least one frame")
                 room = pos
@@ -304,6 +317,7 @@ def receive_sealed(conn: Any, events: list) -> None:
         unseal = _lib.crypto_box_open_easy_afternm
         key, theirs = sealer._key, sealer._theirs
     takers = _TAKERS
+    limit33 = limit + 33  # the largest sealed frame within maxmsgsize
     peer = _pack(sealer._peer_nonce)  # 8 bytes big-endian: compared as bytes, as numbers
     last = end - 18  # a frame at or before this has its header, name and nonce here
     try:
@@ -334,14 +348,14 @@ def receive_sealed(conn: Any, events: list) -> None:
                     raise _tampered(view[pos:stop])
                 peer = short
                 pos = stop
-                kind = buf[box]
+                if size < 256:  # the flags byte and the frame, in one go
+                    kind, frame = takers[size](buf, box)
+                else:
+                    kind, frame = buf[box], None
                 if kind == 0 and not frames:  # the common case: a one-frame message
-                    size -= 33
-                    if size > limit:
-                        raise _too_large(size + 33, 0, limit, b"")
-                    if size < _SHORT_MAX:
-                        frame = takers[size](buf, box + 1)[0]
-                    else:
+                    if size > limit33:
+                        raise _too_large(size, 0, limit, b"")
+                    if frame is None:
                         frame = view[box + 1 : stop - 16].tobytes()
                     append([frame] if bare else Message([frame]))
                     continue
