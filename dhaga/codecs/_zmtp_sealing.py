@@ -128,17 +128,20 @@ class Sealer:
             the wire bytes, one MESSAGE per frame.
 
         Raises:
-            ValueError: a message without frames (it is dropped from the queue).
+            ValueError: the first message has no frames; TypeError: a frame is not bytes-like.
+                The bad message is dropped from the queue; a bad message after the first
+                stays queued, and the messages before it are returned (the next call raises).
         """
         if _lib is None:
             return self._encode_public(queue, limit)
         first = queue[0]
-        if not first:
+        try:
+            per = _OVERHEAD * len(first)
+            for frame in first:
+                per += len(frame)
+        except TypeError:
             queue.popleft()
-            raise ValueError("a message has at least one frame")
-        per = _OVERHEAD * len(first)
-        for frame in first:
-            per += len(frame)
+            raise TypeError("a message is a sequence of bytes-like frames") from None
         cap = per + min(per * (len(queue) - 1), limit)  # the first always fits
         out = bytearray(cap)
         base = _ffi.from_buffer(out)
@@ -148,62 +151,75 @@ class Sealer:
         seal = _lib.crypto_box_easy_afternm
         popleft = queue.popleft
         packers, nonce_into, name = _SHORT_PACKERS, _nonce_into, _MESSAGE
-        pos = 0
+        pos = 0  # where the next message goes; the end of what is sealed
         try:
             while queue and pos <= limit:
                 msg = popleft()
-                if len(msg) == 1:  # the common case: a one-frame message
-                    frame = msg[0]
-                    size = len(frame)
-                    if size < _SHORT_MAX:
-                        end = pos + 35 + size
+                try:
+                    if len(msg) == 1:  # the common case: a one-frame message
+                        frame = msg[0]
+                        size = len(frame)
+                        if size < _SHORT_MAX:
+                            end = pos + 35 + size
+                            if end > cap:
+                                queue.appendleft(msg)
+                                break
+                            packers[size](out, pos, 0, size + 33, name, n, 0, frame)
+                            nonce_into(nonce, 16, n)
+                            c = boxes + pos
+                            seal(c, c, size + 1, np, key)
+                            n += 1
+                            pos = end
+                            continue
+                        end = pos + 42 + size  # a long frame
                         if end > cap:
                             queue.appendleft(msg)
                             break
-                        packers[size](out, pos, 0, size + 33, name, n, 0, frame)
+                        _seal_long(out, pos, 2, size + 33, name, n, 0)
+                        out[pos + 26 : end - 16] = frame
                         nonce_into(nonce, 16, n)
-                        c = boxes + pos
+                        c = base + (pos + 25)
                         seal(c, c, size + 1, np, key)
                         n += 1
                         pos = end
                         continue
-                    end = pos + 42 + size  # a long frame
-                    if end > cap:
+                    if not msg:
+                        raise ValueError("a message has at least one frame")
+                    p = pos
+                    for frame in msg:
+                        p += len(frame) + _OVERHEAD
+                    if p > cap:
                         queue.appendleft(msg)
                         break
-                    _seal_long(out, pos, 2, size + 33, name, n, 0)
-                    out[pos + 26 : end - 16] = frame
-                    nonce_into(nonce, 16, n)
-                    c = base + (pos + 25)
-                    seal(c, c, size + 1, np, key)
-                    n += 1
-                    pos = end
-                    continue
-                elif not msg:
-                    raise ValueError("a message has at least one frame")
-                room = pos
-                for frame in msg:
-                    room += len(frame) + _OVERHEAD
-                if room > cap:
-                    queue.appendleft(msg)
-                    break
-                last = len(msg) - 1
-                for i, frame in enumerate(msg):
-                    size = len(frame) + 33
-                    more = i < last
-                    if size < 256:
-                        _seal_short(out, pos, 0, size, _MESSAGE, n, more)
-                        box = pos + 18
-                    else:
-                        _seal_long(out, pos, 2, size, _MESSAGE, n, more)
-                        box = pos + 25
-                    end = box + size - 16
-                    out[box + 1 : end - 16] = frame
-                    _nonce_into(nonce, 16, n)
-                    c = base + box
-                    seal(c, c, size - 32, np, key)
-                    n += 1
-                    pos = end
+                    p = pos
+                    last = len(msg) - 1
+                    for i, frame in enumerate(msg):
+                        size = len(frame) + 33
+                        if size < 256:
+                            _seal_short(out, p, 0, size, name, n, i < last)
+                            box = p + 18
+                        else:
+                            _seal_long(out, p, 2, size, name, n, i < last)
+                            box = p + 25
+                        end = box + size - 16
+                        out[box + 1 : end - 16] = frame
+                        nonce_into(nonce, 16, n)
+                        c = base + box
+                        seal(c, c, size - 32, np, key)
+                        n += 1
+                        p = end
+                    pos = p  # the whole message is sealed
+                except (TypeError, ValueError, BufferError, struct.error) as exc:
+                    frames = _as_bytes(msg)
+                    if frames is not None:  # bytes-like frames struct does not take
+                        queue.appendleft(frames)
+                        continue
+                    if pos:  # send what came before; the next call raises for this one
+                        queue.appendleft(msg)
+                        break
+                    if isinstance(exc, ValueError):
+                        raise
+                    raise TypeError("a message is a sequence of bytes-like frames") from None
         finally:
             _ffi.release(base)
             self._nonce = n
@@ -224,7 +240,7 @@ class Sealer:
             for i, frame in enumerate(frames):
                 short = _pack(self._nonce)
                 self._nonce += 1
-                box = seal((b"\x01" if i < last else b"\x00") + bytes(frame), ours + short, key)
+                box = seal((b"\x01" if i < last else b"\x00") + frame, ours + short, key)
                 size = 16 + len(box)
                 append(_SHORT[size] if size < 256 else _pack_long(2, size))
                 append(_MESSAGE)
@@ -266,6 +282,16 @@ class Sealer:
             raise _fail("MESSAGE without its flags byte", frame)
         self._peer_nonce = nonce
         return plain  # type: ignore[no-any-return]
+
+
+def _as_bytes(msg: Any) -> list[bytes] | None:
+    """``msg``'s frames as bytes if one of them is another bytes-like type; else None."""
+    try:
+        if all(type(frame) is bytes for frame in msg):
+            return None
+        return [memoryview(frame).tobytes() for frame in msg]
+    except TypeError:
+        return None
 
 
 def _replayed(nonce: bytes | int, last: bytes | int, frame: Any) -> Exception:
