@@ -142,7 +142,7 @@ class Sealer:
         except TypeError:
             queue.popleft()
             raise TypeError("a message is a sequence of bytes-like frames") from None
-        cap = per + min(per * (len(queue) - 1), limit)  # the first always fits
+        cap = per + min(per * (len(queue) - 1), limit)  # grown if the others are larger
         out = bytearray(cap)
         base = _ffi.from_buffer(out)
         boxes = base + 18  # where the box of a short frame at pos starts: boxes + pos
@@ -162,8 +162,7 @@ class Sealer:
                         if size < _SHORT_MAX:
                             end = pos + 35 + size
                             if end > cap:
-                                queue.appendleft(msg)
-                                break
+                                base, boxes, cap = _grow(out, base, end)
                             packers[size](out, pos, 0, size + 33, name, n, 0, frame)
                             nonce_into(nonce, 16, n)
                             c = boxes + pos
@@ -173,8 +172,7 @@ class Sealer:
                             continue
                         end = pos + 42 + size  # a long frame
                         if end > cap:
-                            queue.appendleft(msg)
-                            break
+                            base, boxes, cap = _grow(out, base, end)
                         _seal_long(out, pos, 2, size + 33, name, n, 0)
                         out[pos + 26 : end - 16] = frame
                         nonce_into(nonce, 16, n)
@@ -189,8 +187,7 @@ class Sealer:
                     for frame in msg:
                         p += len(frame) + _OVERHEAD
                     if p > cap:
-                        queue.appendleft(msg)
-                        break
+                        base, boxes, cap = _grow(out, base, p)
                     p = pos
                     last = len(msg) - 1
                     for i, frame in enumerate(msg):
@@ -282,6 +279,14 @@ class Sealer:
             raise _fail("MESSAGE without its flags byte", frame)
         self._peer_nonce = nonce
         return plain  # type: ignore[no-any-return]
+
+
+def _grow(out: bytearray, base: Any, need: int) -> tuple[Any, Any, int]:
+    """Make ``out`` (exported as ``base``) hold at least ``need`` bytes: a new export."""
+    _ffi.release(base)
+    out += bytes(max(need, 2 * len(out)) - len(out))
+    base = _ffi.from_buffer(out)
+    return base, base + 18, len(out)
 
 
 def _as_bytes(msg: Any) -> list[bytes] | None:
