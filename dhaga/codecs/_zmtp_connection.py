@@ -184,6 +184,12 @@ class ZMTPConnection:
         return self._ready_sent and self._state is _TRAFFIC
 
     @property
+    def sealed(self) -> bool:
+        """Whether traffic is sealed (a CURVE handshake completed): encode_messages then seals
+        a whole batch in one buffer."""
+        return self._sealer is not None
+
+    @property
     def partial(self) -> bool:
         """Whether a frame or a multipart message has begun arriving but is not complete."""
         return bool(self._frames) or len(self._buf) > self._pos
@@ -490,9 +496,9 @@ class ZMTPConnection:
             ValueError: a message without frames (it is dropped from the queue).
         """
         out = bytearray()
-        popleft = queue.popleft
+        popleft, encode = queue.popleft, encode_message
         while queue and len(out) <= limit:
-            out += encode_message(popleft())
+            out += encode(popleft())
         return out
 
     def encode_subscribe(self, topic: bytes) -> bytes:
