@@ -14,16 +14,19 @@ about sockets: it is given the precomputed box key and the nonce prefixes, and w
 # loaded, on pointers made once per batch:
 #
 # - Sealing (`Sealer.encode_messages`): a batch of queued messages is laid out in one fresh
-#   buffer: one struct.pack_into writes the frame header, the name, the short nonce and the
-#   flags byte, a slice assignment copies the frame after them, and
-#   ``crypto_box_easy_afternm(c, c, ...)`` seals it where it lies (libsodium lets c and m
-#   overlap: it moves the plaintext past the MAC's room). The full 24-byte nonce is packed into
-#   a small buffer the sealer keeps, whose pointer is made once per connection.
+#   buffer (sized from the first message and the queue's length, grown if need be). For a
+#   one-frame message under 223 bytes one struct.pack_into (a Struct per frame size) writes the
+#   frame header, the name, the short nonce, the flags byte and the frame; other frames get their
+#   header packed and are copied by a slice assignment. ``crypto_box_easy_afternm(c, c, ...)`` then seals it where it lies (libsodium
+#   lets c and m overlap: it moves the plaintext past the MAC's room). The full 24-byte nonce is
+#   packed into a small buffer the sealer keeps, whose cffi pointer is made once.
 # - Opening (`receive_sealed`): one struct.unpack_from reads a frame's header, name and short
-#   nonce; a nonce not above the last one is refused (a replay, or frames reordered); then
-#   ``crypto_box_open_easy_afternm(c, c, ...)`` verifies the MAC first and only then decrypts in
-#   place, the plaintext landing where the MAC was. Nothing is copied out or delivered before
-#   its MAC verified.
+#   nonce, the nonce as 8 big-endian bytes, which compare as the counters do: one not above the
+#   last is refused (a replay, or frames reordered). ``crypto_box_open_easy_afternm(c, c, ...)``
+#   (the nonce: the peer's prefix + those 8 bytes) verifies the MAC first and only then decrypts
+#   in place, the plaintext landing where the MAC was; one more unpack takes out the flags byte
+#   and the frame. Nothing is copied out or delivered before its MAC verified.
+# The key is crypto_box_beforenm's, computed once per connection at the end of the handshake.
 #
 # Without PyNaCl's cffi handle (should its private layout change) PyNaCl's public functions do
 # the same, with a copy or two per frame.
