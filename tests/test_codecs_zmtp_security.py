@@ -259,9 +259,9 @@ def test_bad_keys():
 
 def test_without_in_place_sealing(monkeypatch):
     """PyNaCl's public functions alone (if its private libsodium handle ever moves)."""
-    from dhaga.codecs import _zmtp_curve
+    from dhaga.codecs import _zmtp_sealing
 
-    monkeypatch.setattr(_zmtp_curve, "_lib", None)
+    monkeypatch.setattr(_zmtp_sealing, "_lib", None)
     c, s = connected_curve()
     wire = c.encode_message([b"a" * 300]) + c.encode_message([b"x", b""]) + c.encode_ping(1)
     assert s.receive_data(wire) == [Message([b"a" * 300]), Message([b"x", b""]), Ping(1, b"")]

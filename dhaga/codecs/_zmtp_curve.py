@@ -1,8 +1,9 @@
-"""ZMTP CURVE (RFC 25, CurveZMQ RFC 26): the handshake both ways, then sealed MESSAGE commands.
+"""ZMTP CURVE (RFC 25, CurveZMQ RFC 26): the handshake both ways, ending in a `Sealer`.
 
 Crypto is libsodium's, through PyNaCl (the ``curve`` extra): ``crypto_box`` for HELLO, WELCOME,
 INITIATE and the vouch, ``crypto_secretbox`` for the server's cookie, and precomputed
 ``crypto_box_easy_afternm`` for READY and every MESSAGE. Nothing here is hand-written crypto.
+The sealed traffic after the handshake is `_zmtp_sealing`'s.
 This module must not know about sockets or where the verdict on a client key comes from.
 """
 
@@ -29,10 +30,9 @@ from __future__ import annotations
 import struct
 from typing import Any, Optional
 
-from ..errors import MessageTooLarge
-from ._zmtp_events import ConnectionState, Message
 from ._zmtp_mechanisms import Authenticate, Mechanism, authorize
-from ._zmtp_wire import _COMPACT_AT, _encode_command, _fail, _parse_metadata
+from ._zmtp_sealing import Sealer
+from ._zmtp_wire import _encode_command, _fail, _parse_metadata
 
 try:
     import nacl.bindings as _nacl
@@ -42,24 +42,14 @@ except ImportError:  # pragma: no cover - depends on the environment
     _nacl = None
     _CryptoError = Exception
     _random = None
-try:  # libsodium itself, as PyNaCl loaded it: sealing in place saves a copy per frame
-    from nacl._sodium import ffi as _ffi
-    from nacl._sodium import lib as _lib
-except ImportError:  # pragma: no cover - depends on PyNaCl's layout
-    _ffi = _lib = None
 
 __all__ = ["CurveClient", "CurveServer", "Sealer", "keypair", "require_sodium"]
 
 _pack = struct.Struct(">Q").pack
-_pack_long = struct.Struct(">BQ").pack
 _HELLO_SIZE = 194  # after "\x05HELLO"
 _WELCOME_SIZE = 160  # after "\x07WELCOME"
 _INITIATE_MIN = 248  # after "\x08INITIATE"
 _READY_MIN = 24  # after "\x05READY"
-_MESSAGE = b"\x07MESSAGE"
-_CLOSED = ConnectionState.CLOSED
-_SHORT = tuple(bytes((0, n)) for n in range(256))  # frame headers of short sealed frames
-_unpack_size = struct.Struct(">Q").unpack_from
 
 
 def require_sodium() -> Any:
@@ -80,108 +70,6 @@ def _open(box: bytes, nonce: bytes, public: bytes, secret: bytes, what: str,
         return _nacl.crypto_box_open(box, nonce, public, secret)  # type: ignore[no-any-return]
     except _CryptoError:
         raise _fail(what, frame) from None
-
-
-class Sealer:
-    """Encrypts our frames and commands as MESSAGE commands and opens the peer's.
-
-    Args:
-        key: the precomputed box key (crypto_box_beforenm of the transient keys).
-        ours, theirs: the 16-byte nonce prefixes we send with and the peer sends with.
-        nonce: our next short nonce. peer_nonce: the last short nonce the peer used.
-    """
-
-    __slots__ = ("_key", "_ours", "_theirs", "_nonce", "_peer_nonce", "_seal", "_unseal")
-
-    def __init__(self, key: bytes, ours: bytes, theirs: bytes, nonce: int,
-                 peer_nonce: int) -> None:
-        self._key = key
-        self._ours = ours
-        self._theirs = theirs
-        self._nonce = nonce
-        self._peer_nonce = peer_nonce
-        self._seal = _nacl.crypto_box_easy_afternm
-        self._unseal = _nacl.crypto_box_open_easy_afternm
-
-    def encode_message(self, frames: Any) -> bytes | bytearray:
-        """Seal a whole message, one MESSAGE per frame, all but the last flagged MORE.
-
-        Raises:
-            ValueError: ``frames`` is empty.
-        """
-        if len(frames) == 1 and _lib is not None:  # the common case: sealed in place
-            frame = frames[0]
-            size = 33 + len(frame)  # MESSAGE, nonce, MAC, flags byte, frame
-            head = 2 if size < 256 else 9
-            out = bytearray(head + size)
-            if head == 2:
-                out[1] = size
-            else:
-                out[:9] = _pack_long(2, size)
-            short = _pack(self._nonce)
-            self._nonce += 1
-            box = head + 16
-            out[head:box] = _MESSAGE + short
-            out[box + 17 :] = frame  # after the MAC's room and a zero flags byte
-            c = _ffi.from_buffer(out)
-            _lib.crypto_box_easy_afternm(c + box, c + box + 16, size - 32, self._ours + short,
-                                         self._key)
-            _ffi.release(c)
-            return out
-        if not frames:
-            raise ValueError("a message has at least one frame")
-        seal, key, ours = self._seal, self._key, self._ours
-        n = self._nonce
-        out = []
-        append = out.append
-        last = len(frames) - 1
-        for i, frame in enumerate(frames):
-            short = _pack(n)
-            box = seal((b"\x01" if i < last else b"\x00") + frame, ours + short, key)
-            size = 16 + len(box)
-            append(_SHORT[size] if size < 256 else _pack_long(2, size))
-            append(_MESSAGE)
-            append(short)
-            append(box)
-            n += 1
-        self._nonce = n
-        return b"".join(out)
-
-    def encode_command(self, name: bytes, data: bytes = b"") -> bytes:
-        """Seal a command (PING, PONG, SUBSCRIBE...) as a MESSAGE flagged as a command."""
-        short = _pack(self._nonce)
-        self._nonce += 1
-        body = b"\x02" + bytes((len(name),)) + name + data
-        box = self._seal(body, self._ours + short, self._key)
-        size = 16 + len(box)
-        head = _SHORT[size] if size < 256 else _pack_long(2, size)
-        return b"".join((head, _MESSAGE, short, box))
-
-    def reseal(self, command: bytes) -> bytes:
-        """Seal a command already encoded in clear (its frame header is dropped)."""
-        body = command[9 if command[0] & 2 else 2 :]
-        return self.encode_command(body[1 : 1 + body[0]], body[1 + body[0] :])
-
-    def open(self, short: bytes, box: bytes, frame: Any) -> bytes:
-        """Open one MESSAGE (its short nonce and box): the flags byte, then the payload.
-
-        Raises:
-            ProtocolError: the nonce is not above the peer's last one (a replay), or the box
-                does not verify (tampered, or sealed with another key).
-        """
-        nonce = int.from_bytes(short, "big")
-        if nonce <= self._peer_nonce:
-            raise _fail(f"MESSAGE nonce {nonce} is not above the last one, "
-                        f"{self._peer_nonce}: a replayed or reordered frame", frame)
-        try:
-            plain = self._unseal(box, self._theirs + short, self._key)
-        except _CryptoError:
-            raise _fail("MESSAGE does not verify: tampered, or not sealed by our peer",
-                        frame) from None
-        if not plain:
-            raise _fail("MESSAGE without its flags byte", frame)
-        self._peer_nonce = nonce
-        return plain  # type: ignore[no-any-return]
 
 
 class CurveClient(Mechanism):
@@ -337,104 +225,3 @@ def _check_keys(**keys: bytes) -> None:
     for what, key in keys.items():
         if not isinstance(key, bytes) or len(key) != 32:
             raise ValueError(f"CURVE {what} key must be 32 raw bytes")
-
-
-def receive_sealed(conn: Any, events: list) -> None:
-    """ZMTPConnection's reading loop once CURVE traffic flows: every frame is a MESSAGE.
-
-    Works on the connection's buffer like `ZMTPConnection._receive_frames` (same fields, same
-    compaction); a sealed command (PING, SUBSCRIBE...) goes to its ``_receive_command``.
-    """
-    buf = conn._buf
-    end = len(buf)
-    pos = conn._pos
-    frames = conn._frames
-    total = conn._total
-    limit = conn._limit
-    sealer = conn._sealer
-    open_ = sealer.open
-    bare = conn._bare
-    append = events.append
-    need = 1
-    view = memoryview(buf)
-    inplace = _ffi.from_buffer(buf) if _lib is not None else None
-    unseal = _lib.crypto_box_open_easy_afternm if _lib is not None else None
-    theirs, key = sealer._theirs, sealer._key
-    try:
-        while pos < end:
-            flags = buf[pos]
-            if flags == 0 or flags == 4:
-                if end - pos < 2:
-                    need = 2
-                    break
-                size = buf[pos + 1]
-                start = pos + 2
-            elif flags == 2 or flags == 6:
-                if end - pos < 9:
-                    need = 9
-                    break
-                size = _unpack_size(buf, pos + 1)[0]
-                start = pos + 9
-                if total + size - 33 > limit:
-                    raise MessageTooLarge(
-                        f"peer announced a sealed frame of {size} bytes, making a message of "
-                        f"over {total + size - 33} bytes; maxmsgsize is {limit}",
-                        bytes(view[pos:start]))
-            else:
-                raise _fail(f"frame flags 0x{flags:02x} on a CURVE connection, where every "
-                            "frame is a sealed MESSAGE", view[pos:])
-            stop = start + size
-            if stop > end:
-                need = stop - pos
-                break
-            if size < 33 or buf[start : start + 8] != _MESSAGE:
-                raise _fail("a CURVE connection carries only MESSAGE commands once ready",
-                            view[pos:stop])
-            if inplace is not None:  # opened where it lies: the plaintext follows the MAC
-                nonce = _unpack_size(buf, start + 8)[0]
-                if nonce <= sealer._peer_nonce:
-                    open_(bytes(view[start + 8 : start + 16]), b"", view[pos:stop])  # a replay
-                if unseal(inplace + (start + 32), inplace + (start + 16), size - 16,
-                          theirs + buf[start + 8 : start + 16], key) != 0:
-                    raise _fail("MESSAGE does not verify: tampered, or not sealed by our peer",
-                                view[pos:stop])
-                sealer._peer_nonce = nonce
-                plain, p0 = view, start + 32
-            else:
-                plain = memoryview(open_(bytes(view[start + 8 : start + 16]),
-                                         bytes(view[start + 16 : stop]), view[pos:stop]))
-                p0, stop = 0, len(plain)
-            pos = start + size
-            kind = plain[p0]
-            if kind & 2:
-                conn._receive_command(bytes(plain[p0:stop]), 1, events)
-                if conn._state is _CLOSED:
-                    pos = end
-                    break
-                continue
-            size = stop - p0 - 1
-            if total + size > limit:
-                raise MessageTooLarge(f"a sealed frame of {size} bytes makes a message of "
-                                      f"{total + size} bytes; maxmsgsize is {limit}", b"")
-            frames.append(bytes(plain[p0 + 1 : stop]))
-            if kind & 1:
-                total += size
-                continue
-            append(frames if bare else Message(frames))
-            frames = []
-            total = 0
-    finally:
-        if inplace is not None:
-            _ffi.release(inplace)
-        view.release()
-    conn._frames = frames
-    conn._total = total
-    conn._need = need
-    if pos >= end:
-        buf.clear()
-        pos = 0
-    elif pos > _COMPACT_AT and pos > end - pos:
-        del buf[:pos]
-        pos = 0
-    conn._pos = pos
-

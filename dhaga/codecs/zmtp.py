@@ -9,7 +9,8 @@ It is the codec's public face; the work is done in private modules, one job each
 `_zmtp_connection` (ZMTPConnection, the state machine reading the peer's bytes),
 `_zmtp_wire` (the wire format's constants, encoders and stateless parsers),
 `_zmtp_events` (the events and ConnectionState), `_zmtp_socket_types` (which types fit),
-`_zmtp_mechanisms` (PLAIN, RFC 24) and `_zmtp_curve` (CURVE, RFC 25/26, with PyNaCl).
+`_zmtp_mechanisms` (PLAIN, RFC 24), `_zmtp_curve` (CURVE's handshake, RFC 25/26, with PyNaCl)
+and `_zmtp_sealing` (CURVE's sealed traffic).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ high-water mark the reader stops reading (the peer then feels TCP's back-pressur
 socket has taken half of it.
 
 The writer dhaga sleeps until the pipe's outbound queue turns non-empty, then takes everything
-queued, encodes it into one buffer and writes it with one ``sendall``: a sender in a tight loop
-pays a deque append per message, not a system call. PONGs and PINGs go through the same buffer.
+queued, encodes it into one buffer (over CURVE the codec's ``encode_messages`` seals the whole
+batch in it, in place) and writes it with one ``sendall``: a sender in a tight loop pays a deque
+append per message, not a system call. PONGs and PINGs go through the same buffer.
 
 Heartbeats are one loop timer per session (``heartbeat_ivl``): it queues a PING, drops the
 connection when nothing came back within ``heartbeat_timeout``, or when the peer's own PING
@@ -310,6 +311,9 @@ class Session:
         conn = self.conn
         subscriptions = self.sock.kind in ("SUB", "XSUB") and conn.minor == 1
         encode_message = conn.encode_message  # CURVE's seals each frame
+        # CURVE seals a whole batch in one buffer (the codec's encode_messages)
+        sealed = conn.sealed and not subscriptions
+        encode_messages = conn.encode_messages
         try:
             while True:
                 if not q and not ctl:
@@ -322,6 +326,13 @@ class Session:
                     for command in ctl:
                         out += command
                     ctl.clear()
+                if sealed:
+                    if q:
+                        batch = encode_messages(q, _BATCH)
+                        if out:
+                            out += batch
+                        else:
+                            out = batch
                 while q and len(out) < _BATCH:
                     msg = popleft()
                     if subscriptions and len(msg) == 1 and msg[0][:1] in (b"\x01", b"\x00"):
