@@ -3,7 +3,8 @@
 ``python benchmarks/bench_instructions.py [--workloads pingpong,lock,queue,floors]``
 
 Timings on a shared 2-core machine move by 20-30% between runs; instruction counts do not (the
-same binary and inputs give the same count, whatever else runs). Each workload runs twice under
+same binary and inputs give the same count, whatever else runs). The children run with a fixed
+``PYTHONHASHSEED``: string hashes decide dict layouts, which moved counts by a few per cent. Each workload runs twice under
 ``valgrind --tool=callgrind``, with N and 3N iterations, and the difference divided by 2N is the
 cost of one iteration, start-up excluded. Needs valgrind (Debian: ``apt-get install valgrind``).
 
@@ -186,6 +187,7 @@ def count(peer: str, workload: str, n: int) -> int:
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          os.path.abspath(__file__), "--child", peer, workload, str(n)],
         capture_output=True, text=True, check=True, timeout=900,
+        env=dict(os.environ, PYTHONHASHSEED="0"),  # str hashes move dict layouts, and counts
     )  # fmt: skip
     found = re.search(r"Collected : (\d+)", out.stderr)
     if not found:

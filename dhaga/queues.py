@@ -110,6 +110,11 @@ class Queue(Generic[T]):
         self._can_fast = self._plain and maxsize <= 0
         self._fast = self._can_fast  # see "The fast path" in the module docstring
         self.is_shutdown = False
+        # The tests of the waiting paths' hot cases that change only with ``_fast`` and
+        # ``is_shutdown``, folded into a flag each (kept with them): `get` may park at once on
+        # a plain queue off the fast path; `put` may hand over on a plain unbounded one.
+        self._hot_get = self._plain and not self._fast
+        self._hot_put = self._can_fast
 
     #: True while the storage is `Queue`'s own deque: the hot paths then skip ``_qsize()``.
     _plain = True
@@ -128,6 +133,7 @@ class Queue(Generic[T]):
         """Under the mutex: take the fast path again once nobody waits and nothing is reserved."""
         self._fast = (self._can_fast and not self._getters and not self._putters
                       and not self._got_reserved and not self.is_shutdown)
+        self._hot_get = self._plain and not self._fast and not self.is_shutdown
 
     # The storage, overridden by LifoQueue and PriorityQueue (as in the standard library).
     def _init(self, maxsize: int) -> None:
@@ -203,10 +209,7 @@ class Queue(Generic[T]):
         mutex = self._mutex
         mutex.acquire()
         getters = self._getters
-        if (
-            getters and self._plain and not self.queue and not self._got_reserved
-            and not self.is_shutdown and (self.maxsize <= 0 or self._put_reserved < self.maxsize)
-        ):
+        if getters and self._hot_put and not self.queue and not self._got_reserved:
             # The hot hand-off: straight to the first getter if it is of this thread, no
             # storage, no reservation. (One woken already, say by its timeout, refuses it:
             # then the general path below reserves the item for it.)
@@ -322,10 +325,7 @@ class Queue(Generic[T]):
                 pass
         mutex = self._mutex
         mutex.acquire()
-        if (
-            self._plain and not self.queue and block and timeout is None
-            and not self._got_reserved and not self._fast and not self.is_shutdown
-        ):
+        if self._hot_get and not self.queue and block and timeout is None and not self._got_reserved:
             # The hot wait: a plain queue, empty, and nothing to set up first.
             try:
                 got = park_queued(self._getters, mutex, None, _EXPIRED, self)  # releases it
@@ -356,6 +356,7 @@ class Queue(Generic[T]):
                     # ``_fast`` after storing its item, so either it sees False (and wakes us)
                     # or we see its item here.
                     self._fast = False
+                    self._hot_get = self._plain  # (not shut down: see above)
                     if len(self.queue) > self._got_reserved:
                         self._refresh()
                         item = self._get()
@@ -526,7 +527,7 @@ class Queue(Generic[T]):
         mutex.acquire()
         try:
             self.is_shutdown = True
-            self._fast = False
+            self._fast = self._hot_get = self._hot_put = False
             if immediate:
                 while self._qsize():
                     self._get()
