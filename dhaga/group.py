@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator
 
 from ._core.parking import Waiting, park, ticket, wake
+from ._core.states import DONE
 from .errors import Killed, Timeout
 from .scheduler import Dhaga, spawn
 
@@ -44,15 +45,15 @@ def joinall(
     if not raise_error:
         deadline = None if timeout is None else time.monotonic() + timeout
         for d in dhagas:
-            if not d.done():
+            if d._state is not DONE:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not d.join(left):
                     raise Timeout(f"joinall: not all dhagas finished within {timeout}s", timeout)
         return dhagas
     for d in dhagas:
-        if d.done() and _failed(d):
+        if d._state is DONE and _failed(d):
             raise d._exc  # type: ignore[misc]
-    pending = [d for d in dhagas if not d.done()]
+    pending = [d for d in dhagas if d._state is not DONE]
     if pending:
         mine = ticket()
         left = [len(pending)]
@@ -68,10 +69,10 @@ def joinall(
             park(mine, timeout, on=Waiting("joinall", pending))
         finally:
             for d in pending:
-                if not d.done():
+                if d._state is not DONE:
                     d.remove_done_callback(_on_done)
         for d in pending:
-            if d.done() and _failed(d):
+            if d._state is DONE and _failed(d):
                 raise d._exc  # type: ignore[misc]
     return dhagas
 

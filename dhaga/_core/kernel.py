@@ -109,8 +109,8 @@ class Scheduler:
         self._idle: list[_Worker] = []
         self._top = _TopLevel(self)
         self._ioloop: Any = None
-        self.alive = 0  # dhagas spawned and not yet finished
         self.spawned = 0  # dhagas ever spawned here
+        self.finished = 0  # and finished (``alive`` is the difference: one count per event)
         # Switches into dhagas, counted per batch (what a batch's budget used up), not per switch.
         self.switches = 0
         self._batch_cut = 0  # budget a waking top level took off the running batch
@@ -137,6 +137,11 @@ class Scheduler:
         return f"<Scheduler thread={self.thread_id} alive={self.alive} loop={self.loop!r}>"
 
     # ------------------------------------------------------------------ public
+    @property
+    def alive(self) -> int:
+        """Dhagas spawned here and not yet finished."""
+        return self.spawned - self.finished
+
     @property
     def ioloop(self) -> Any:
         """The Tornado IOLoop wrapping this scheduler's asyncio loop."""
@@ -175,7 +180,6 @@ class Scheduler:
         d._joiners = d._callbacks = None  # lists made on first use: fewer objects for the GC
         d._retrieved = False
         d._reporter = None
-        self.alive += 1
         self.spawned += 1
         self._runq.append(d)
         if not self._drain_pending:
@@ -539,7 +543,7 @@ class Scheduler:
         task._exc = exc
         task._fn = task._args = task._kw = task._ctx = task._gr = task._on = None
         task._pending_exc = None
-        self.alive -= 1
+        self.finished += 1
         joiners = task._joiners
         if joiners:
             task._joiners = None
