@@ -68,14 +68,14 @@ def test_every_state_and_event_has_a_rule():
 class Pair:
     """A primary and a backup in this process, recording their hook calls."""
 
-    def __init__(self, timeout: float = 0.3) -> None:
+    def __init__(self, timeout: float = 0.3, **options) -> None:
         self.calls: list[tuple[str, str]] = []
         self.timeout = timeout
         a, b = free_base(count=1), free_base(count=1)
-        self.primary = self._make(True, a, b)
-        self.backup = self._make(False, b, a)
+        self.primary = self._make(True, a, b, options)
+        self.backup = self._make(False, b, a, options)
 
-    def _make(self, primary: bool, local: str, remote: str) -> BinaryStar:
+    def _make(self, primary: bool, local: str, remote: str, options: dict) -> BinaryStar:
         name = "primary" if primary else "backup"
         return BinaryStar(
             primary,
@@ -85,6 +85,7 @@ class Pair:
             on_active=lambda: self.calls.append((name, "active")),
             on_passive=lambda: self.calls.append((name, "passive")),
             on_fatal=lambda exc: self.calls.append((name, "fatal")),
+            **options,
         )
 
     def start(self) -> None:
@@ -181,3 +182,26 @@ def test_dual_actives_stop_the_server(dhaga_log):
     finally:
         star.close()
         fake_peer.close()
+
+
+def test_pair_over_curve_decides_and_a_plain_peer_hears_nothing():
+    public, secret = mq.curve_keypair()  # the pair shares one key pair, as Clone's servers do
+    pair = Pair(
+        pub_options={"curve_server": True, "curve_publickey": public, "curve_secretkey": secret},
+        sub_options={"curve_serverkey": public, "curve_publickey": public,
+                     "curve_secretkey": secret},
+    )
+    try:
+        pair.start()
+        until(lambda: pair.primary.state is A and pair.backup.state is S)
+        # Someone without the keys subscribes to the primary's state channel: refused at the
+        # handshake, so it never hears a state, while the pair goes on deciding.
+        eavesdropper = mq.Socket("SUB", linger=0, rcvtimeo=int(3 * pair.timeout * 1000))
+        eavesdropper.subscribe(b"")
+        eavesdropper.connect(pair.primary.local)
+        with pytest.raises(dhaga.Timeout):
+            eavesdropper.recv()
+        eavesdropper.close()
+        assert pair.primary.state is A and pair.backup.state is S
+    finally:
+        pair.close()

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 from ..scheduler import Dhaga, current, sleep, spawn
 from ..sync import Event as _Flag
@@ -112,6 +113,9 @@ class BinaryStar:
             is answered) when we become active.
         on_passive: called when we become passive.
         on_fatal: called with the `SplitBrain` error when the pair splits; we then stop.
+        pub_options: socket options of our state publisher (say, CURVE server keys).
+        sub_options: socket options of our subscription to the peer's state (say, CURVE
+            client keys that name the peer's public key).
 
     Example:
         star = BinaryStar(True, "tcp://*:5003", "tcp://10.0.0.2:5004", on_active=warm_up)
@@ -132,6 +136,8 @@ class BinaryStar:
         on_active: Callable[[], None] | None = None,
         on_passive: Callable[[], None] | None = None,
         on_fatal: Callable[[SplitBrain], None] | None = None,
+        pub_options: dict[str, Any] | None = None,
+        sub_options: dict[str, Any] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -145,6 +151,8 @@ class BinaryStar:
         self._pub: Socket | None = None
         self._sub: Socket | None = None
         self._dhagas: list[Dhaga] = []
+        self._pub_options = dict(pub_options or {})
+        self._sub_options = dict(sub_options or {})
 
     def __repr__(self) -> str:
         return (
@@ -172,9 +180,9 @@ class BinaryStar:
         Returns:
             the actual endpoint our state is published on.
         """
-        self._pub = Socket("PUB", linger=0)
+        self._pub = Socket("PUB", linger=0, **self._pub_options)
         self.local = self._pub.bind(self.local)
-        self._sub = Socket("SUB", linger=0, maxmsgsize=64)
+        self._sub = Socket("SUB", linger=0, maxmsgsize=64, **self._sub_options)
         self._sub.subscribe(b"")
         self._sub.connect(self.remote)
         self._peer_expiry = time.monotonic() + self.timeout

@@ -75,8 +75,8 @@ class CloneServer:
         hwm: messages queued per connection before they are dropped (both ways).
         on_state: called with the new `State` whenever it changes.
         curve: the server's CURVE key pair (public, secret; Z85): clients (and the peer, which
-            shares the pair) must then know the public key, and all Clone traffic is encrypted.
-            The Binary Star state channel between the two servers stays unencrypted.
+            shares the pair) must then know the public key, and all Clone traffic is encrypted,
+            the Binary Star state channel between the two servers too.
     """
 
     def __init__(
@@ -250,6 +250,8 @@ class CloneServer:
                 on_active=self._become_active,
                 on_passive=self._become_passive,
                 on_fatal=self._fatal,
+                pub_options=self._serving,
+                sub_options=self._reaching,
             )
             state = self.star.start()
         self.endpoints = ServerEndpoints(snapshot, publisher, collector, state)
