@@ -273,27 +273,19 @@ class Scheduler:
             if waiter is self._top:
                 self._suspend(waiter)
             else:
-                self._switch_next()  # the hot path, inlined: a dhaga hands over the thread
-            # As _take_resume(), inlined.
-            waiter._gen += 1
-            exc = waiter._resume_exc
-            if exc is not None:
-                waiter._resume_exc = None
-                raise exc
-            value = waiter._resume_value
-            waiter._resume_value = None
-            return value
-        if timeout <= 0:
-            handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
+                self._switch_next()  # the hot path: a dhaga hands over the thread
         else:
-            handle = self._call_later(timeout, self._unpark, waiter, TIMED_OUT)
-        try:
-            if waiter is self._top:
-                self._suspend(waiter)
+            if timeout <= 0:
+                handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
             else:
-                self._switch_next()  # a dhaga hands over the thread (as _suspend does)
-        finally:
-            handle.cancel()
+                handle = self._call_later(timeout, self._unpark, waiter, TIMED_OUT)
+            try:
+                if waiter is self._top:
+                    self._suspend(waiter)
+                else:
+                    self._switch_next()
+            finally:
+                handle.cancel()
         waiter._gen += 1  # as _take_resume(), written out
         exc = waiter._resume_exc
         if exc is not None:
