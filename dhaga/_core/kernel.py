@@ -97,6 +97,16 @@ class Scheduler:
         owns_loop: True when the scheduler made the loop (and closes it when reset).
     """
 
+    # Slots: the hot paths read these on every switch and wake; a dict of more than 30 keys
+    # would lose CPython's shared-key fast look-ups, and a misspelt attribute fails loudly.
+    __slots__ = (
+        "loop", "thread_id", "_thread_id", "_owns_loop", "_runq", "_batch", "_drain_pending",
+        "_current", "_hub", "_idle", "_top", "_ioloop", "spawned", "finished", "switches",
+        "_batch_cut", "_budget", "_closed", "_top_woken", "_hidden_loop", "_call_soon",
+        "timers", "_call_later", "_batch_at", "_lags", "_lag", "_selector", "_in_poll",
+        "_loop_process_events", "_poll_handle", "_idle_watch", "__weakref__",
+    )  # fmt: skip
+
     def __init__(self, loop: asyncio.AbstractEventLoop, owns_loop: bool) -> None:
         self.loop = loop
         self.thread_id = self._thread_id = _get_ident()
