@@ -62,10 +62,10 @@ from ._zmtp_mechanisms import (
 from ._zmtp_sealing import receive_sealed
 from ._zmtp_socket_types import _IDENTITY_TYPES, SOCKET_TYPES
 from ._zmtp_wire import (
-    _COMPACT_AT,
     _GREETING_SIZE,
     _MAX_FRAME,
     MAX_COMMAND_SIZE,
+    _compact,
     _encode_command,
     _encode_property,
     _fail,
@@ -373,13 +373,7 @@ class ZMTPConnection:
         self._frames = frames
         self._total = total
         self._need = need
-        if pos >= end:
-            buf.clear()
-            pos = 0
-        elif pos > _COMPACT_AT and pos > end - pos:
-            del buf[:pos]
-            pos = 0
-        self._pos = pos
+        self._pos = _compact(buf, pos, end)
 
     def _receive_command(self, frame: bytes, header: int, events: list[Event]) -> None:
         # frame: the whole command frame, its header included (errors carry it)

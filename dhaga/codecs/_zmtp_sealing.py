@@ -39,7 +39,7 @@ from typing import Any
 
 from ..errors import MessageTooLarge
 from ._zmtp_events import ConnectionState, Message
-from ._zmtp_wire import _COMPACT_AT, _fail
+from ._zmtp_wire import _compact, _fail
 
 try:
     import nacl.bindings as _nacl  # importing it runs sodium_init (libsodium's CPU dispatch)
@@ -427,13 +427,7 @@ def receive_sealed(conn: Any, events: list) -> None:
     conn._frames = frames
     conn._total = total
     conn._need = need or 1
-    if pos >= end:
-        buf.clear()
-        pos = 0
-    elif pos > _COMPACT_AT and pos > end - pos:
-        del buf[:pos]
-        pos = 0
-    conn._pos = pos
+    conn._pos = _compact(buf, pos, end)
 
 
 def _need(buf: bytearray, pos: int, end: int, total: int, limit: int, view: memoryview) -> int:

@@ -115,3 +115,15 @@ def _parse_metadata(data: bytes) -> dict[str, bytes]:
         properties[name] = data[pos : pos + value_size]
         pos += value_size
     return properties
+
+
+def _compact(buf: bytearray, pos: int, end: int) -> int:
+    """After a parse up to ``pos``: empty ``buf`` when all was used, or drop a consumed prefix
+    over `_COMPACT_AT` bytes once it outweighs the rest. Returns the new parse position."""
+    if pos >= end:
+        buf.clear()
+        return 0
+    if pos > _COMPACT_AT and pos > end - pos:
+        del buf[:pos]
+        return 0
+    return pos
