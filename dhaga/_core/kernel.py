@@ -35,12 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import select as _select_mod
+import selectors
 import threading
 import time
 from asyncio.events import _get_running_loop, _set_running_loop
 from collections import deque
 from concurrent.futures import Future as _ConcurrentFuture
 from functools import partial
+from math import ceil as _ceil
+from types import MethodType as _MethodType
 from typing import Any, Callable
 
 import greenlet
@@ -64,9 +68,13 @@ from .timers import TimerQueue
 from .uvwatch import watch_idle
 from .workers import _Worker, work
 
-__all__ = ["DRAIN_EXTRA", "Scheduler", "wake"]
+__all__ = ["DRAIN_EXTRA", "Scheduler", "register_direct", "wake"]
 
 _getcurrent = greenlet.getcurrent
+# Taken at import: monkey-patching takes epoll out of the selectors module (it is not green).
+_EpollSelector = getattr(selectors, "EpollSelector", None)
+_NOT_EPOLLOUT = ~_select_mod.EPOLLOUT if hasattr(_select_mod, "EPOLLOUT") else 0
+_NOT_EPOLLIN = ~_select_mod.EPOLLIN if hasattr(_select_mod, "EPOLLIN") else 0
 _get_ident = threading.get_ident
 _copy_context = contextvars.copy_context
 _monotonic = time.monotonic
@@ -79,6 +87,31 @@ DRAIN_EXTRA = 512
 
 #: How many batches' loop lag a scheduler keeps for ``dhaga.stats()`` (the last ones).
 LAGS_KEPT = 1024
+
+#: Readiness callbacks (plain functions, called as bound methods) the scheduler may call from
+#: the loop's event processing itself; see `Scheduler._after_poll`.
+_DIRECT: set[Callable[..., Any]] = set()
+
+
+def register_direct(func: Callable[..., Any]) -> None:
+    """Let the scheduler call ``func``'s bound methods straight from a poll's events.
+
+    For readiness callbacks that only wake dhagas (`dhaga._core.parking.wake_now`) or drop
+    their own registration, never raise, and need no context variables.
+    """
+    _DIRECT.add(func)
+
+
+def _report(loop: Any, handle: Any, exc: BaseException) -> None:
+    """A readiness callback called directly failed: what ``asyncio.Handle._run`` would do."""
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        raise exc
+    loop.call_exception_handler({
+        "message": f"Exception in callback {handle._callback!r}",
+        "exception": exc,
+        "handle": handle,
+    })
+
 
 _BLOCKING_MSG = (
     "a blocking dhaga call was made in a coroutine or callback running on the event loop; "
@@ -104,7 +137,7 @@ class Scheduler:
         "_current", "_hub", "_idle", "_top", "_ioloop", "spawned", "finished", "switches",
         "_batch_cut", "_budget", "_closed", "_top_woken", "_hidden_loop", "_call_soon",
         "timers", "_call_later", "_batch_at", "_lags", "_lag", "_selector", "_in_poll",
-        "_loop_process_events", "_poll_handle", "_idle_watch", "__weakref__",
+        "_loop_process_events", "_poll_handle", "_epoll", "_fd_to_key", "_idle_watch", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owns_loop: bool) -> None:
@@ -140,6 +173,8 @@ class Scheduler:
         self._selector = sel if hasattr(sel, "get_map") and hasattr(sel, "select") else None
         self._in_poll = False  # a poll's readiness callbacks are running: wake_now defers to its drain
         self._loop_process_events: Callable[[list], None] | None = None
+        self._epoll: Any = None  # the epoll object, when the scheduler polls it (_poll_epoll)
+        self._fd_to_key: dict = {}
         if self._selector is not None:
             self._hook_poll(loop)
 
@@ -362,7 +397,10 @@ class Scheduler:
             finally:
                 waiter._on = None  # what it waited on must not be kept alive from here
                 if sel is not None:
-                    sel.__dict__.pop("select", None)
+                    if self._epoll is not None:
+                        sel.select = self._poll_epoll
+                    else:
+                        sel.__dict__.pop("select", None)
                 # Drains were skipped while the loop was stopping: make sure the dhagas still
                 # runnable get one when the loop runs next, whoever runs it.
                 self._top_woken = False
@@ -444,23 +482,98 @@ class Scheduler:
 
         asyncio runs the callbacks that one poll made ready, then polls again; a drain queued
         by one of them with ``call_soon`` would run only after that next poll, which reports
-        again every descriptor not yet read. So the scheduler wraps the loop's
+        again every descriptor not yet read. So the scheduler takes over the loop's
         ``_process_events`` (called right after each poll, before the ready callbacks run) and
         queues one drain behind that poll's callbacks; the wakes of readiness callbacks
         (`dhaga._core.parking.wake_now`) leave their dhagas to it.
+
+        On Linux's epoll selector the scheduler also polls itself (`_poll_epoll`): it hands
+        ``_after_poll`` epoll's own ``(fd, events)`` list instead of the selector's list of
+        keys, and calls the readiness callbacks registered with `register_direct` right there.
         """
         process = getattr(type(loop), "_process_events", None)
         if process is None or not isinstance(getattr(loop, "_ready", None), deque):
             return
         self._loop_process_events = process.__get__(loop)
         self._poll_handle = asyncio.Handle(self._poll_drain, (), loop)
-        loop._process_events = self._after_poll
+        sel = self._selector
+        if _EpollSelector is not None and type(sel) is _EpollSelector and isinstance(
+            getattr(sel, "_fd_to_key", None), dict
+        ):
+            self._epoll = sel._selector  # type: ignore[union-attr]
+            self._fd_to_key = sel._fd_to_key  # type: ignore[union-attr]
+            sel.select = self._poll_epoll  # type: ignore[union-attr,method-assign]
+            loop._process_events = self._after_epoll
+        else:
+            loop._process_events = self._after_poll
+
+    def _poll_epoll(self, timeout: float | None = None) -> list:
+        """``EpollSelector.select`` without making keys: epoll's ``(fd, events)`` list."""
+        if timeout is None:
+            timeout = -1
+        elif timeout <= 0:
+            timeout = 0
+        else:  # epoll has millisecond resolution: round up, to wait at least ``timeout``
+            timeout = _ceil(timeout * 1e3) * 1e-3
+        try:
+            return self._epoll.poll(timeout, len(self._fd_to_key) or 1)  # type: ignore[union-attr]
+        except InterruptedError:
+            return []
 
     def _after_poll(self, event_list: list) -> None:
+        """The loop's ``_process_events`` (a selector other than epoll): then the drain."""
         self._loop_process_events(event_list)  # type: ignore[misc]
         if event_list and not self._in_poll:
             self._in_poll = True
             self.loop._ready.append(self._poll_handle)  # type: ignore[attr-defined]
+
+    def _after_epoll(self, event_list: list) -> None:
+        """The loop's ``_process_events`` on epoll: one poll's readiness callbacks, the drain.
+
+        asyncio queues a handle per ready descriptor and runs it in its next pass over the
+        ready queue. A callback registered with `register_direct` (the descriptor waits of
+        `dhaga._io.fdwait`, which only put a dhaga on the run queue) is called right here
+        instead: no handle queued and run, no context entered. What it wakes still runs in the
+        drain queued behind every other callback of the poll, so asyncio's order is kept.
+        """
+        if not event_list:
+            return
+        loop = self.loop
+        queued = self._in_poll  # (never, in asyncio's run order) the last poll's drain waits
+        self._in_poll = True
+        direct = _DIRECT
+        keys = self._fd_to_key
+        for fd, ev in event_list:
+            key = keys.get(fd)
+            if key is None:
+                continue
+            reader, writer = key.data
+            if ev & _NOT_EPOLLOUT and reader is not None:  # readable (or an error/hang-up)
+                if reader._cancelled:
+                    loop._remove_reader(key.fileobj)  # type: ignore[attr-defined]
+                else:
+                    cb = reader._callback
+                    if type(cb) is _MethodType and cb.__func__ in direct:
+                        try:
+                            cb()
+                        except BaseException as e:  # as asyncio's Handle._run reports it
+                            _report(loop, reader, e)
+                    else:
+                        loop._add_callback(reader)  # type: ignore[attr-defined]
+            if ev & _NOT_EPOLLIN and writer is not None:
+                if writer._cancelled:
+                    loop._remove_writer(key.fileobj)  # type: ignore[attr-defined]
+                else:
+                    cb = writer._callback
+                    if type(cb) is _MethodType and cb.__func__ in direct:
+                        try:
+                            cb()
+                        except BaseException as e:
+                            _report(loop, writer, e)
+                    else:
+                        loop._add_callback(writer)  # type: ignore[attr-defined]
+        if not queued:
+            loop._ready.append(self._poll_handle)  # type: ignore[attr-defined]
 
     def _poll_drain(self) -> None:
         """After one poll's readiness callbacks: run the dhagas they woke."""
@@ -482,6 +595,8 @@ class Scheduler:
             if exc is not None:
                 self._unpark(self._top, None, exc)
                 return []
+        if self._epoll is not None:
+            return self._poll_epoll(timeout)
         return type(sel).select(sel, timeout)
 
     # ------------------------------------------------------------------ the hub side
@@ -580,10 +695,15 @@ class Scheduler:
                 self._finish(d, None, Killed("scheduler closed"))
         self._idle.clear()
         self.timers.close()
-        if self._loop_process_events is not None and (
-            self.loop.__dict__.get("_process_events") == self._after_poll
-        ):
+        if self._loop_process_events is not None and self.loop.__dict__.get(
+            "_process_events"
+        ) in (self._after_poll, self._after_epoll):
             del self.loop._process_events  # type: ignore[attr-defined]
+        if self._epoll is not None and self._selector.__dict__.get("select") in (  # type: ignore[union-attr]
+            self._poll_epoll, self._select
+        ):
+            del self._selector.select  # type: ignore[union-attr]
+        self._epoll = None
         if self._owns_loop and self._thread_id == _get_ident():
             # Read the policy's slot directly: get_event_loop() would call current_thread(),
             # which in a thread being torn down registers a _DummyThread that never goes away.

@@ -36,14 +36,14 @@ from collections import deque
 from typing import Any
 
 from ..errors import ConcurrentUseError, Timeout
-from .kernel import Scheduler
+from .kernel import Scheduler, register_direct
 from .states import PARKED, RUNNING, TIMED_OUT, _Waiter
 from .threads import _local, get_scheduler
 
 __all__ = [
     "Ticket", "ticket", "current_waiter", "park", "park_queued", "unqueue", "remove", "wake",
     "wake_soon", "wake_now", "hand_over", "interrupt", "discard_interrupt", "is_parked", "sleep",
-    "Slot", "Lot", "RAISE", "Waiting",
+    "Slot", "Lot", "ReadySlots", "RAISE", "Waiting",
 ]  # fmt: skip
 
 Ticket = tuple  # (waiter, gen): one park of one waiter
@@ -452,6 +452,78 @@ class Slot:
         """Wake the parked waiter and run it now (from a loop callback); see `wake_now`."""
         t = self.ticket
         return t is not None and wake_now(t)
+
+
+class ReadySlots:
+    """A reader slot and a writer slot woken by readiness callbacks: a descriptor's watcher.
+
+    The base of `dhaga._io.fdwait`'s watcher, which adds the loop registration: this part
+    parks a dhaga in a slot and wakes it from the loop's readiness callback, with `park` and
+    `wake_now` written out for the commonest wait there is (a connection waiting for its next
+    request). ``reader``/``writer`` hold the parked waiter's ticket, or None.
+    """
+
+    __slots__ = ("sched", "reader", "writer")
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.sched = sched
+        self.reader: Ticket | None = None
+        self.writer: Ticket | None = None
+
+    def park_reader(self, on: Any) -> Any:
+        """Park the running dhaga of this scheduler in the empty reader slot, no timeout.
+
+        The caller checked that it is a dhaga of ``sched``, on its thread, and that the slot
+        is empty.
+        """
+        sched = self.sched
+        d = sched._current
+        self.reader = (d, d._gen)
+        try:
+            return _park_dhaga(sched, d, on)
+        finally:
+            self.reader = None
+
+    # The loop's readiness callbacks: `wake_now`, written out (the hot path of every I/O wake).
+    def on_readable(self) -> None:
+        """The descriptor is readable: wake the parked reader; with none, `drop_reader`."""
+        t = self.reader
+        if t is None:
+            self.drop_reader()
+            return
+        waiter = t[0]
+        if waiter._gen != t[1] or waiter._state is not PARKED:
+            return  # woken already (a stale event)
+        sched = waiter._sched
+        if sched._in_poll and waiter is not sched._top:
+            waiter._state = RUNNING
+            waiter._resume_value = None
+            sched._runq.append(waiter)
+            sched._drain_pending = True
+        else:
+            sched._unpark(waiter)
+
+    def on_writable(self) -> None:
+        """The descriptor is writable: wake the parked writer; with none, `drop_writer`."""
+        t = self.writer
+        if t is None:
+            self.drop_writer()
+        else:
+            wake_now(t)
+
+    def drop_reader(self) -> None:
+        """Readable with nobody waiting: the subclass drops its registration."""
+        raise NotImplementedError
+
+    def drop_writer(self) -> None:
+        """Writable with nobody waiting: the subclass drops its registration."""
+        raise NotImplementedError
+
+
+# They only wake a parked dhaga or drop a registration: the scheduler may call them straight
+# from a poll's events (see `Scheduler._after_poll`).
+register_direct(ReadySlots.on_readable)
+register_direct(ReadySlots.on_writable)
 
 
 class Lot:

@@ -40,7 +40,7 @@ import threading
 import weakref
 from typing import Any, Iterable
 
-from .._core.parking import Ticket, park, ticket, wake, wake_now
+from .._core.parking import ReadySlots, park, ticket, wake
 from .._core.threads import get_scheduler
 from ..errors import ConcurrentUseError, Timeout
 
@@ -76,18 +76,15 @@ class _FdWait:
         return f"fd {self.fd} ({self.direction})"
 
 
-class _Watcher:
+class _Watcher(ReadySlots):
     """The reader and writer slots of one file descriptor on one scheduler's loop."""
 
-    __slots__ = ("fd", "sched", "loop", "reader", "writer", "r_on", "w_on", "closed",
-                 "r_what", "w_what", "__weakref__")
+    __slots__ = ("fd", "loop", "r_on", "w_on", "closed", "r_what", "w_what", "__weakref__")
 
     def __init__(self, fd: int, sched: Any) -> None:
+        ReadySlots.__init__(self, sched)  # the parked reader's and writer's tickets
         self.fd = fd
-        self.sched = sched
         self.loop = sched.loop
-        self.reader: Ticket | None = None  # the parked reader's ticket (a one-waiter slot)
-        self.writer: Ticket | None = None
         self.r_on = False
         self.w_on = False
         self.closed = False
@@ -102,35 +99,27 @@ class _Watcher:
         return self.reader is not None or self.writer is not None
 
     # Loop callbacks: they run on the scheduler's own thread.
-    def _on_readable(self) -> None:
-        waiter = self.reader
-        if waiter is None:
-            self.r_on = False
-            self.loop.remove_reader(self.fd)
-        else:
-            wake_now(waiter)  # see "Waking" above; a no-op if it was woken already
+    # ReadySlots.on_readable/on_writable are the loop callbacks; see "Waking" above.
+    def drop_reader(self) -> None:
+        self.r_on = False
+        self.loop.remove_reader(self.fd)
 
-    def _on_writable(self) -> None:
-        waiter = self.writer
-        if waiter is None:
-            self.w_on = False
-            self.loop.remove_writer(self.fd)
-        else:
-            wake_now(waiter)
+    def drop_writer(self) -> None:
+        self.w_on = False
+        self.loop.remove_writer(self.fd)
 
     def wait_read(self) -> None:
-        """`wait` for reading without a timeout, keeping the registration: the hot path."""
+        """`wait` for reading without a timeout, keeping the registration: the hot path.
+
+        The caller is a dhaga of the watcher's scheduler, on its thread.
+        """
         if self.reader is not None:
             self.wait(False, None)  # a concurrent reader: the general path raises
             return
-        mine = self.reader = ticket()
         if not self.r_on:
-            self.loop.add_reader(self.fd, self._on_readable)
+            self.loop.add_reader(self.fd, self.on_readable)
             self.r_on = True
-        try:
-            park(mine, None, None, self.r_what)
-        finally:
-            self.reader = None
+        self.park_reader(self.r_what)
 
     def wait(self, write: bool, timeout: float | None, keep: bool = True) -> bool:
         """Park the caller until the descriptor is ready; False on timeout."""
@@ -140,7 +129,7 @@ class _Watcher:
                 raise ConcurrentUseError(f"another dhaga is already waiting to write fd {self.fd}")
             self.writer = mine
             if not self.w_on:
-                self.loop.add_writer(self.fd, self._on_writable)
+                self.loop.add_writer(self.fd, self.on_writable)
                 self.w_on = True
             try:
                 return park(mine, timeout, False, self.w_what) is not False
@@ -153,7 +142,7 @@ class _Watcher:
             raise ConcurrentUseError(f"another dhaga is already waiting to read fd {self.fd}")
         self.reader = mine
         if not self.r_on:
-            self.loop.add_reader(self.fd, self._on_readable)
+            self.loop.add_reader(self.fd, self.on_readable)
             self.r_on = True
         try:
             return park(mine, timeout, False, self.r_what) is not False
@@ -291,7 +280,7 @@ def wait_any(
                     w.writer = mine
                     taken.append((w, True))
                     if not w.w_on:
-                        w.loop.add_writer(fd, w._on_writable)
+                        w.loop.add_writer(fd, w.on_writable)
                         w.w_on = True
                 else:
                     if w.reader == mine:
@@ -301,7 +290,7 @@ def wait_any(
                     w.reader = mine
                     taken.append((w, False))
                     if not w.r_on:
-                        w.loop.add_reader(fd, w._on_readable)
+                        w.loop.add_reader(fd, w.on_readable)
                         w.r_on = True
         return park(mine, timeout, False, [w.w_what if write else w.r_what for w, write in taken])
     finally:

@@ -21,12 +21,14 @@ def _readers(n: int):
 
 def test_one_poll_wakes_every_ready_reader_and_none_is_reported_twice():
     sched = dhaga.get_scheduler()
-    real = sched._loop_process_events  # what each asyncio poll reported, as the loop sees it
-    assert real is not None
+    loop = sched.loop
+    real = loop.__dict__.get("_process_events")  # the scheduler's: what each poll reported
+    assert real is not None and real in (sched._after_poll, sched._after_epoll)
     polls: list[list[int]] = []
 
     def counting(event_list):
-        polls.append([key.fd for key, _ in event_list])
+        # epoll's own (fd, events) pairs, or the selector's (key, events) on other selectors
+        polls.append([k if type(k) is int else k.fd for k, _ in event_list])
         real(event_list)
 
     pairs, ds, got = _readers(20)
@@ -40,7 +42,7 @@ def test_one_poll_wakes_every_ready_reader_and_none_is_reported_twice():
         seen_by_callback.append(len(got))
 
     sched.loop.add_reader(fa.fileno(), foreign)
-    sched._loop_process_events = counting
+    loop._process_events = counting
     try:
         fb.send(b"f")
         for _, b in pairs:
@@ -48,7 +50,7 @@ def test_one_poll_wakes_every_ready_reader_and_none_is_reported_twice():
         # One drain wakes the top level too: it must find every reader done by then.
         dhaga.joinall(ds, timeout=5)
     finally:
-        sched._loop_process_events = real
+        loop._process_events = real
     assert sorted(got) == [(i, b"x") for i in range(20)]
     reader_fds = {a.fileno() for a, _ in pairs}
     reported = [fd for p in polls for fd in p if fd in reader_fds]
@@ -75,3 +77,40 @@ def test_readers_woken_by_readiness_all_run_on_both_loops(each_loop):
         a.close()
         b.close()
 
+
+
+def test_a_failing_direct_readiness_callback_is_reported_and_the_loop_goes_on():
+    # Readiness callbacks the scheduler calls straight from a poll's events (the descriptor
+    # waits' ReadySlots) report a failure to the loop's exception handler, as asyncio's
+    # handles do, and every other event of that poll is still delivered.
+    from dhaga._core.parking import ReadySlots
+
+    sched = dhaga.get_scheduler()
+    loop = sched.loop
+    reported = []
+    old_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda lp, ctx: reported.append(ctx["exception"]))
+
+    class Broken(ReadySlots):
+        __slots__ = ("fd",)
+
+        def drop_reader(self):  # nobody waits: asked to drop its registration, and fails
+            loop.remove_reader(self.fd)
+            raise RuntimeError("drop failed")
+
+    fa, fb = net.socketpair()
+    pairs, ds, got = _readers(3)
+    broken = Broken(sched)
+    broken.fd = fa.fileno()
+    loop.add_reader(fa.fileno(), broken.on_readable)
+    try:
+        fb.send(b"f")
+        for _, b in pairs:
+            b.send(b"x")
+        dhaga.joinall(ds, timeout=5)
+    finally:
+        loop.set_exception_handler(old_handler)
+    assert sorted(got) == [(i, b"x") for i in range(3)]
+    assert [str(e) for e in reported] == ["drop failed"]
+    for s in (fa, fb, *[x for p in pairs for x in p]):
+        s.close()
