@@ -147,6 +147,57 @@ def test_recv_timeout_raises_like_the_stdlib():
         close_all(a, b, sa, sb)
 
 
+def test_a_timed_read_after_a_timeout_waits_before_it_reads(monkeypatch):
+    # A timed-out read means the buffer was empty: the next one waits for the loop to report
+    # data instead of asking the kernel first (which would answer EAGAIN), and still gets
+    # data that came in between, and data already there when it is called.
+    from dhaga._io import greensocket
+
+    calls = []
+    real = greensocket._recv
+    monkeypatch.setattr(greensocket, "_recv", lambda *a: calls.append(1) or real(*a))
+    a, b = net.socketpair()
+    try:
+        a.settimeout(0.02)
+        with pytest.raises(TimeoutError):
+            a.recv(10)
+        assert len(calls) == 1  # the first read asked the kernel: EAGAIN, then the wait
+        with pytest.raises(TimeoutError):
+            a.recv(10)
+        assert len(calls) == 1  # this one waited first and timed out without a read
+        b.sendall(b"late")  # sent while nobody reads: the next poll reports it
+        assert a.recv(10) == b"late"
+        assert len(calls) == 2
+        b.sendall(b"x" * 10)  # a full read: the buffer may hold more, so the next one reads first
+        assert a.recv(10) == b"x" * 10
+        b.sendall(b"more")
+        assert a.recv(10) == b"more" and len(calls) == 4
+        buf = bytearray(10)
+        with pytest.raises(TimeoutError):
+            a.recv_into(buf)  # after a short read: waits first, times out
+        b.sendall(b"into")
+        assert a.recv_into(buf) == 4 and bytes(buf[:4]) == b"into"
+    finally:
+        close_all(a, b)
+
+
+def test_a_timed_read_waiting_first_is_bounded_by_its_timeout():
+    a, b = net.socketpair()
+    try:
+        a.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            a.recv(1)
+
+        d = dhaga.spawn(b.sendall, b"!")  # runs once the read below has parked
+        assert a.recv(1) == b"!"  # woken by the data, inside the timeout
+        d.join()
+        a.settimeout(None)
+        b.sendall(b"?")
+        assert a.recv(1) == b"?"  # a blocking read after the timed ones
+    finally:
+        close_all(a, b)
+
+
 def test_accept_timeout_and_nonblocking():
     lst = net.socket()
     lst.bind(("127.0.0.1", 0))

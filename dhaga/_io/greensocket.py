@@ -184,6 +184,8 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         left = timeout
         while True:
             if not self._wait_fd(fd, write, left):
+                if not write:
+                    self._short = True  # nothing came: the next read waits before it tries
                 raise _timeout_error()
             try:
                 return fn(self, *args)
@@ -289,9 +291,36 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         if fd >= 0:
             self._wait_fd(fd, False, None)
 
+    def _read_after_wait(self, fn: Any, *args: Any) -> Any:
+        """A socket with a timeout whose last read was short or timed out: the buffer was
+        empty then, so wait for data first instead of a read the kernel answers with EAGAIN
+        (data that came since is reported by the loop's next poll)."""
+        fd = _fileno(self)
+        if fd < 0:
+            return fn(self, *args)  # closed: the read raises as the standard library's does
+        timeout: float = self._timeout  # type: ignore[assignment]
+        deadline = monotonic() + timeout
+        if not self._wait_fd(fd, False, timeout):
+            raise _timeout_error()  # and it stays empty
+        self._short = False
+        while True:
+            try:
+                return fn(self, *args)
+            except BlockingIOError:
+                pass
+            if not self._wait_fd(fd, False, max(0.0, deadline - monotonic())):
+                self._short = True
+                raise _timeout_error()
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self._short and self._timeout is None:
-            self._wait_after_short_read()
+        if self._short:
+            if self._timeout is None:
+                self._wait_after_short_read()
+            elif self._timeout and not flags:
+                data = self._read_after_wait(_recv, bufsize, flags)
+                if 0 < len(data) < bufsize:
+                    self._short = True
+                return data
         try:
             data = _recv(self, bufsize, flags)
         except BlockingIOError:
@@ -303,8 +332,14 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         return data
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        if self._short and self._timeout is None:
-            self._wait_after_short_read()
+        if self._short:
+            if self._timeout is None:
+                self._wait_after_short_read()
+            elif self._timeout and not flags:
+                n = self._read_after_wait(_recv_into, buffer, nbytes, flags)
+                if 0 < n < (nbytes or len(buffer)):
+                    self._short = True
+                return n
         try:
             n = _recv_into(self, buffer, nbytes, flags)
         except BlockingIOError:
