@@ -10,8 +10,9 @@ gave is cut to it; a shorter one closes the connection after the response, so th
 never waits for bytes that will not come.
 
 This module must not know about sockets, connections or request parsing: it is given a
-``send`` function, a ``stopping`` predicate (a graceful stop closes the connection after the
-response), and what the request line decided (method, version, keep-alive).
+``send`` function, a ``stopping`` object (its ``closing`` turns true when a graceful stop
+begins: the connection then closes after the response), and what the request line decided
+(method, version, keep-alive).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Response:
 
     Args:
         send: sends bytes to the client (all of them, or raises).
-        stopping: returns True once the server is stopping gracefully.
+        stopping: an object whose ``closing`` is true once the server is stopping gracefully.
         memo: a list the connection keeps across its responses: the last status and headers
             checked, with what was derived from them, so that an application answering with
             the same ones again is not checked again.
@@ -63,32 +64,31 @@ class Response:
         keep_alive: the connection may stay open after this response (it can only go down).
     """
 
-    __slots__ = ("send", "stopping", "memo", "is_head", "version", "keep_alive", "status", "status_code",
-                 "header_text", "length", "has_date", "head_sent", "chunked", "sends_body",
-                 "body_sent", "bytes_sent", "unread_body", "heads")
+    # No __slots__: what a response has not set yet is read from these class defaults, so
+    # making one (one per request) sets six attributes, not eighteen.
+    status: str | None = None
+    status_code = 0
+    header_text = ""
+    length: int | None = None
+    has_date = False
+    head_sent = False
+    chunked = False
+    body_sent = 0
+    bytes_sent = 0
+    #: The request body, when the application may leave part of it unread.
+    unread_body: Any = None
+    #: The encoded heads sent with this status and headers (kept in the memo), or None.
+    heads: dict | None = None
 
-    def __init__(self, send: Callable[[bytes], Any], stopping: Callable[[], bool], is_head: bool,
+    def __init__(self, send: Callable[[bytes], Any], stopping: Any, is_head: bool,
                  version: str, keep_alive: bool, memo: list | None = None) -> None:
         self.send = send
         self.stopping = stopping
         self.memo = memo
         self.is_head = is_head
+        self.sends_body = not is_head
         self.version = version
         self.keep_alive = keep_alive
-        self.status: str | None = None
-        self.status_code = 0
-        self.header_text = ""
-        self.length: int | None = None
-        self.has_date = False
-        self.head_sent = False
-        self.chunked = False
-        self.sends_body = not is_head
-        self.body_sent = 0
-        self.bytes_sent = 0
-        #: The request body, when the application may leave part of it unread.
-        self.unread_body: Any = None
-        #: The encoded heads sent with this status and headers (kept in the memo), or None.
-        self.heads: dict | None = None
 
     # ------------------------------------------------------------------ PEP 3333
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -221,7 +221,7 @@ class Response:
         keep = self.keep_alive
         if keep:
             unread = self.unread_body
-            if self.stopping() or unread is not None and unread.must_close():
+            if self.stopping.closing or unread is not None and unread.must_close():
                 keep = self.keep_alive = False
         date = "" if self.has_date else http_date()
         heads = self.heads

@@ -192,10 +192,6 @@ class WSGIHandler:
             sleep(period)
             self.reap()
 
-    def is_closing(self) -> bool:
-        """True once a graceful stop began (responses then close their connection)."""
-        return self.closing
-
     def close_idle(self) -> int:
         """Start a graceful stop: end the connections idle between requests; returns how many.
 
@@ -359,7 +355,6 @@ class _Connection:
         body_timeout = handler.body_timeout
         keepalive_timeout = handler.keepalive_timeout
         send = self.sendall
-        stopping = handler.is_closing
         recv = self.sock.recv
         # A head no longer than this is within both limits head_end checks: no need to ask it.
         quick = min(limits.max_request_line, limits.max_header_size)
@@ -426,7 +421,7 @@ class _Connection:
             if inp is not EMPTY_INPUT and body_timeout is not None:
                 self.body_deadline = monotonic() + body_timeout
 
-            resp = self.response = Response(send, stopping, req.method == "HEAD", req.version,
+            resp = self.response = Response(send, handler, req.method == "HEAD", req.version,
                                             req.keep_alive and not handler.closing, memo)
             if inp is not EMPTY_INPUT and not inp.done:
                 resp.unread_body = inp
