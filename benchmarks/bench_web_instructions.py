@@ -12,6 +12,8 @@ Workloads:
              and shutdown cancel out). The requests a wake-up finds ready depend on timing, so
              this moves by a few per cent between runs; the loop workload does not move.
     server-pipelined   the same with wrk sending 16 pipelined requests per write.
+    server-wait10      the same with bench_web's ``wait10_app`` (each request waits 10 ms on an
+             idle green socket: a timed read that times out) and ``wrk -c100``.
 
 Callgrind counts user-space instructions only: system calls count as the instructions that make
 them, not the kernel's work (the CPU time per request of ``bench_web.py`` has both). Needs
@@ -86,15 +88,16 @@ def count_loop(n: int) -> int:
     return _collected(out.stderr)
 
 
-def count_server(seconds: int, pipelined: bool, loop: str) -> tuple[int, int]:
+def count_server(seconds: int, pipelined: bool, loop: str, app: str = "hello",
+                 conns: int = 10) -> tuple[int, int]:
     """Instructions of a whole server run, and the requests wrk completed in it."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_GREEN="dhaga")
     with tempfile.TemporaryDirectory() as tmp:
         err_path = Path(tmp) / "valgrind.err"
         with open(err_path, "w") as err:
             proc = subprocess.Popen(
                 ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                 "-m", "dhaga.web", "benchmarks.bench_web:hello_app", "--bind", "127.0.0.1:0",
+                 "-m", "dhaga.web", f"benchmarks.bench_web:{app}_app", "--bind", "127.0.0.1:0",
                  "--loop", loop],
                 stdout=subprocess.PIPE, stderr=err, cwd=ROOT, env=env)
         try:
@@ -110,7 +113,7 @@ def count_server(seconds: int, pipelined: bool, loop: str) -> tuple[int, int]:
                     time.sleep(0.1)
             if port is None:
                 raise RuntimeError("the server did not start under valgrind")
-            cmd = ["wrk", "-t1", "-c10", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
+            cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
             if pipelined:
                 script = Path(tmp) / "pipeline.lua"
                 script.write_text(
@@ -142,10 +145,11 @@ def main() -> int:
         if workload == "loop":
             per = (count_loop(3 * N) - count_loop(N)) / (2 * N)
             print(f"loop: {per:,.0f} instructions per request")
-        elif workload in ("server", "server-pipelined"):
+        elif workload in ("server", "server-pipelined", "server-wait10"):
             pipelined = workload == "server-pipelined"
-            i1, n1 = count_server(3, pipelined, args.loop)
-            i2, n2 = count_server(9, pipelined, args.loop)
+            app, conns = ("wait10", 100) if workload == "server-wait10" else ("hello", 10)
+            i1, n1 = count_server(3, pipelined, args.loop, app, conns)
+            i2, n2 = count_server(9, pipelined, args.loop, app, conns)
             per = (i2 - i1) / (n2 - n1)
             print(f"{workload} ({args.loop}): {per:,.0f} instructions per request "
                   f"({n1:,} and {n2:,} requests)")
