@@ -413,6 +413,15 @@ class Scheduler:
 
     def _switch_next(self) -> None:
         runq = self._runq
+        if self._batch > 0 and runq and runq[0]._state is RUNNING:
+            # The common case first: the next of the batch was woken (not new, not killed).
+            self._batch -= 1
+            nxt = runq.popleft()
+            self._current = nxt
+            gr = nxt._gr
+            nxt = runq = None  # a suspended frame must not keep other dhagas alive
+            gr.switch()
+            return
         while self._batch > 0 and runq:
             self._batch -= 1
             nxt = runq.popleft()

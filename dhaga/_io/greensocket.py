@@ -315,7 +315,15 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self._short:
             if self._timeout is None:
-                self._wait_after_short_read()
+                # _wait_after_short_read's hot path, written out (a server's wait for the next
+                # request on a kept-alive connection)
+                w = self._w
+                if (w is not None and not w.closed and w.sched._current is not None
+                        and w.sched._thread_id == _get_ident()):
+                    self._short = False
+                    w.wait_read()
+                else:
+                    self._wait_after_short_read()
             elif self._timeout and not flags:
                 data = self._read_after_wait(_recv, bufsize, flags)
                 if 0 < len(data) < bufsize:
