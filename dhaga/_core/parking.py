@@ -484,6 +484,16 @@ class ReadySlots:
         finally:
             self.reader = None
 
+    def park_reader_timed(self, timeout: float, on: Any) -> bool:
+        """`park_reader` with a timeout: False if it expired (the reader's timed read)."""
+        sched = self.sched
+        d = sched._current
+        self.reader = (d, d._gen)
+        try:
+            return sched.park_timed(d, timeout, on) is not TIMED_OUT
+        finally:
+            self.reader = None
+
     # The loop's readiness callbacks: `wake_now`, written out (the hot path of every I/O wake).
     def on_readable(self) -> None:
         """The descriptor is readable: wake the parked reader; with none, `drop_reader`."""

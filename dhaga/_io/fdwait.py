@@ -121,6 +121,15 @@ class _Watcher(ReadySlots):
             self.r_on = True
         self.park_reader(self.r_what)
 
+    def wait_read_timed(self, timeout: float) -> bool:
+        """`wait_read` with a timeout (seconds, > 0): False if it expired first."""
+        if self.reader is not None:
+            return self.wait(False, timeout)  # a concurrent reader: the general path raises
+        if not self.r_on:
+            self.loop.add_reader(self.fd, self.on_readable)
+            self.r_on = True
+        return self.park_reader_timed(timeout, self.r_what)
+
     def wait(self, write: bool, timeout: float | None, keep: bool = True) -> bool:
         """Park the caller until the descriptor is ready; False on timeout."""
         mine = ticket()

@@ -295,13 +295,20 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         """A socket with a timeout whose last read was short or timed out: the buffer was
         empty then, so wait for data first instead of a read the kernel answers with EAGAIN
         (data that came since is reported by the loop's next poll)."""
-        fd = _fileno(self)
-        if fd < 0:
-            return fn(self, *args)  # closed: the read raises as the standard library's does
         timeout: float = self._timeout  # type: ignore[assignment]
         deadline = monotonic() + timeout
-        if not self._wait_fd(fd, False, timeout):
-            raise _timeout_error()  # and it stays empty
+        w = self._w
+        if (w is not None and not w.closed and w.sched._current is not None
+                and w.sched._thread_id == _get_ident()):
+            if not w.wait_read_timed(timeout):  # a dhaga of the watcher's thread: the hot path
+                raise TimeoutError("timed out")  # and it stays empty
+            fd = w.fd
+        else:
+            fd = _fileno(self)
+            if fd < 0:
+                return fn(self, *args)  # closed: the read raises as the standard library's does
+            if not self._wait_fd(fd, False, timeout):
+                raise _timeout_error()
         self._short = False
         while True:
             try:
