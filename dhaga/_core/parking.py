@@ -505,11 +505,14 @@ class ReadySlots:
         if waiter._gen != t[1] or waiter._state is not PARKED:
             return  # woken already (a stale event)
         sched = waiter._sched
-        if sched._in_poll and waiter is not sched._top:
-            waiter._state = RUNNING
+        if waiter is not sched._top:
+            waiter._state = RUNNING  # (_resume_exc is None: every park that ends takes it)
             waiter._resume_value = None
             sched._runq.append(waiter)
-            sched._drain_pending = True
+            if not sched._drain_pending:
+                sched._drain_pending = True
+                if not sched._in_poll:  # else the poll's drain, queued already, runs it
+                    sched._call_soon(sched._drain)
         else:
             sched._unpark(waiter)
 
