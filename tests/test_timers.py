@@ -163,3 +163,70 @@ def test_sleep_and_timeouts_go_through_the_scheduler_timers():
         with dhaga.timeout(0.01):
             dhaga.sleep(30)
     assert len(sched.timers) == 0
+
+
+# ---------------------------------------------------------------------------- expiry entries
+class _Waits:
+    """Stands for the scheduler: which (waiter, tag) waits are still live, and who expired."""
+
+    def __init__(self):
+        self.live_set, self.expired = set(), []
+
+    def expire(self, waiter, tag):
+        if (waiter, tag) not in self.live_set:
+            return False
+        self.live_set.discard((waiter, tag))
+        self.expired.append(waiter)
+        return True
+
+    def live(self, waiter, tag):
+        return (waiter, tag) in self.live_set
+
+
+def test_an_expiry_calls_expire_at_its_deadline_and_a_stale_one_is_dropped(loop):
+    w = _Waits()
+    tq = TimerQueue(loop, w.expire, w.live)
+    w.live_set |= {("a", 1), ("b", 1)}
+    tq.expire_later(0.01, "a", 1)
+    tq.expire_later(0.02, "b", 1)
+    w.live_set.discard(("b", 1))  # b's wait ended first
+    tq.stale()
+    assert len(tq) == 1
+    run_until(loop, lambda: w.expired)
+    assert w.expired == ["a"]
+    # b's entry was at the top, stale: dropped without waiting for its deadline
+    assert not tq._heap and tq._cancelled == 0 and tq._armed is None
+
+
+def test_many_stale_expiries_are_compacted_away(loop):
+    w = _Waits()
+    tq = TimerQueue(loop, w.expire, w.live)
+    for i in range(3 * _timers._COMPACT_MIN):
+        tq.expire_later(60, "w", i)
+    for _ in range(3 * _timers._COMPACT_MIN):
+        tq.stale()  # each wait ended early (a read that got its data)
+    w.live_set.add(("w", "kept"))
+    tq.expire_later(61, "w", "kept")  # an add notices how many are stale
+    assert len(tq._heap) == 1 and tq._cancelled == 0 and len(tq) == 1
+    tq.close()
+    assert not tq._heap
+
+
+def test_timed_waits_that_end_early_leave_nothing_behind():
+    # A green read with a timeout that gets its data before the deadline, many times over:
+    # the heap holds stale entries only until compaction, never one per wait ever made.
+    from dhaga import net
+
+    sched = dhaga.get_scheduler()
+    a, b = net.socketpair()
+    a.settimeout(60)
+    try:
+        for _ in range(4 * _timers._COMPACT_MIN):
+            d = dhaga.spawn(b.sendall, b"x")  # runs once the read below has parked
+            assert a.recv(1) == b"x"
+            d.join()
+        assert len(sched.timers) == 0
+        assert len(sched.timers._heap) <= 2 * _timers._COMPACT_MIN + 2
+    finally:
+        a.close()
+        b.close()

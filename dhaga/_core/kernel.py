@@ -102,6 +102,11 @@ def register_direct(func: Callable[..., Any]) -> None:
     _DIRECT.add(func)
 
 
+def _park_live(waiter: _Waiter, gen: int) -> bool:
+    """Is the timed park an expiry entry guards still waiting (see `TimerQueue`)?"""
+    return waiter._state is PARKED and waiter._gen == gen
+
+
 def _report(loop: Any, handle: Any, exc: BaseException) -> None:
     """A readiness callback called directly failed: what ``asyncio.Handle._run`` would do."""
     if isinstance(exc, (SystemExit, KeyboardInterrupt)):
@@ -162,7 +167,7 @@ class Scheduler:
         self._top_woken = False
         self._hidden_loop: asyncio.AbstractEventLoop | None = None  # set while a batch runs
         self._call_soon = loop.call_soon
-        self.timers = TimerQueue(loop)
+        self.timers = TimerQueue(loop, self._expire, _park_live)
         self._call_later = self.timers.call_later
         self._batch_at = 0.0  # when the current (or last) batch began: parks are dated by it
         # How long each of the last batches held the loop (dhaga.monitor._stats reads it).
@@ -322,15 +327,24 @@ class Scheduler:
         else:
             if timeout <= 0:
                 handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
+                try:
+                    if waiter is self._top:
+                        self._suspend(waiter)
+                    else:
+                        self._switch_next()
+                finally:
+                    handle.cancel()
             else:
-                handle = self._call_later(timeout, self._unpark, waiter, TIMED_OUT)
-            try:
-                if waiter is self._top:
-                    self._suspend(waiter)
-                else:
-                    self._switch_next()
-            finally:
-                handle.cancel()
+                # An expiry entry in the timer heap (see _expire): nothing to cancel after.
+                self.timers.expire_later(timeout, waiter, waiter._gen)
+                try:
+                    if waiter is self._top:
+                        self._suspend(waiter)
+                    else:
+                        self._switch_next()
+                finally:
+                    if waiter._resume_value is not TIMED_OUT:
+                        self.timers._cancelled += 1  # TimerQueue.stale(): woken first
         waiter._gen += 1  # as _take_resume(), written out
         exc = waiter._resume_exc
         if exc is not None:
@@ -339,6 +353,13 @@ class Scheduler:
         value = waiter._resume_value
         waiter._resume_value = None
         return value
+
+    def _expire(self, waiter: _Waiter, gen: int) -> bool:
+        """A timed park's deadline (the timer queue calls it): end it if it still waits."""
+        if waiter._state is not PARKED or waiter._gen != gen:
+            return False  # it ended first (its entry was stale)
+        self._unpark(waiter, TIMED_OUT)
+        return True
 
     def _unpark(
         self,

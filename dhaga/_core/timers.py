@@ -13,6 +13,13 @@ at the earliest deadline. Cancelling is a flag (the entry is dropped when it rea
 or all at once when cancelled entries outnumber the live ones); firing pops every due entry and
 calls it, then re-arms the loop timer for the next deadline.
 
+Timed parks need less than a `Timer`: the scheduler adds an *expiry* entry, ``(when, seq,
+waiter, tag)``, with `expire_later`, and the queue calls the scheduler's ``expire(waiter, tag)``
+at the deadline (which ends the park if it still waits, and says whether it did). There is
+nothing to cancel: a park that ends first counts its entry as stale (`stale`), and a stale entry
+is dropped where a cancelled one would be. No timer object, no bound callback, no cancel call
+per timed wait.
+
 Deadlines are on ``time.monotonic()``, not the loop's clock: uvloop's ``loop.time()`` is libuv's
 cached, millisecond (and on Linux "coarse") clock, which can run a few milliseconds behind, so a
 loop timer may fire before the deadline by the clock users measure with. The loop timer is asked
@@ -81,12 +88,15 @@ class Timer:
 class TimerQueue:
     """The timers of one event loop's thread; use only from that thread."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Any, expire: Callable[[Any, Any], bool] | None = None,
+                 live: Callable[[Any, Any], bool] | None = None) -> None:
         self._loop = loop
         self._time = time.monotonic
-        self._heap: list[tuple[float, int, Timer]] = []
+        self._heap: list[tuple] = []  # (when, seq, timer) and (when, seq, waiter, tag) entries
         self._seq = itertools.count()
-        self._cancelled = 0  # cancelled entries still in the heap
+        self._cancelled = 0  # cancelled or stale entries still in the heap
+        self._expire = expire  # expire(waiter, tag) at an expiry entry's deadline
+        self._live = live  # live(waiter, tag): is an expiry entry still wanted (compaction)
         self._armed: Any = None  # the loop timer for the earliest deadline
         self._armed_at = 0.0
 
@@ -106,13 +116,32 @@ class TimerQueue:
             self._compact()
         return timer
 
+    def expire_later(self, delay: float, waiter: Any, tag: Any) -> None:
+        """Call ``expire(waiter, tag)`` from the loop in ``delay`` seconds (> 0).
+
+        Nothing to cancel: when the wait this guards ends first, its owner calls `stale`.
+        """
+        when = self._time() + delay
+        heap = self._heap
+        _heappush(heap, (when, next(self._seq), waiter, tag))
+        if self._armed is None or when < self._armed_at:
+            if self._armed is not _FIRING:
+                self._arm(when, delay)
+        elif self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(heap):
+            self._compact()
+
+    def stale(self) -> None:
+        """An expiry entry's wait ended before its deadline: the entry waits to be dropped."""
+        self._cancelled += 1
+
     def close(self) -> None:
         """Drop every timer and the loop timer."""
         if self._armed is not None:
             self._armed.cancel()
             self._armed = None
-        for _, _, timer in self._heap:
-            timer._fn = timer._args = None
+        for entry in self._heap:
+            if len(entry) == 3:
+                entry[2]._fn = entry[2]._args = None
         self._heap.clear()
         self._cancelled = 0
 
@@ -124,7 +153,9 @@ class TimerQueue:
 
     def _compact(self) -> None:
         heap = self._heap  # in place: `_fire` may be iterating over it
-        heap[:] = [entry for entry in heap if entry[2]._fn is not None]
+        live = self._live
+        heap[:] = [entry for entry in heap if (
+            entry[2]._fn is not None if len(entry) == 3 else live(entry[2], entry[3]))]  # type: ignore[misc]
         heapq.heapify(heap)
         self._cancelled = 0
 
@@ -135,7 +166,19 @@ class TimerQueue:
         now = self._time()
         try:
             while heap:
-                when, _, timer = heap[0]
+                entry = heap[0]
+                if len(entry) == 4:  # an expiry
+                    if entry[0] > now:
+                        if self._live(entry[2], entry[3]):  # type: ignore[misc]
+                            break
+                        _heappop(heap)  # stale, at the top: drop it rather than wait for it
+                        self._cancelled -= 1
+                        continue
+                    _heappop(heap)
+                    if not self._expire(entry[2], entry[3]):  # type: ignore[misc]
+                        self._cancelled -= 1  # it was stale (its wait had ended)
+                    continue
+                when, _, timer = entry
                 fn = timer._fn
                 if fn is None:  # cancelled
                     _heappop(heap)
