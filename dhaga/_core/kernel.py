@@ -358,7 +358,17 @@ class Scheduler:
         """A timed park's deadline (the timer queue calls it): end it if it still waits."""
         if waiter._state is not PARKED or waiter._gen != gen:
             return False  # it ended first (its entry was stale)
-        self._unpark(waiter, TIMED_OUT)
+        if waiter is self._top:
+            self._unpark(waiter, TIMED_OUT)
+            return True
+        # _unpark, written out for a dhaga: many timed waits end this way.
+        waiter._state = RUNNING
+        waiter._resume_value = TIMED_OUT
+        waiter._resume_exc = None
+        self._runq.append(waiter)
+        if not self._drain_pending:
+            self._drain_pending = True
+            self._call_soon(self._drain)
         return True
 
     def _unpark(
