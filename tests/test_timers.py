@@ -230,3 +230,31 @@ def test_timed_waits_that_end_early_leave_nothing_behind():
     finally:
         a.close()
         b.close()
+
+
+def test_stale_counts_stay_exact_when_entries_go_before_their_waits_end():
+    # Waits woken (here: killed) but not yet run when the heap drops their entries (a
+    # compaction) count them stale only once they run: the heap must neither count them
+    # twice nor let its length go negative (which a worker's shutdown once hit).
+    from dhaga import net
+
+    sched = dhaga.get_scheduler()
+    tq = sched.timers
+    pairs = [net.socketpair() for _ in range(5)]
+    try:
+        for a, _ in pairs:
+            a.settimeout(60)
+        ds = [dhaga.spawn(a.recv, 1) for a, _ in pairs]
+        dhaga.sleep(0)  # every read has parked with its expiry entry
+        assert len(tq) == 5
+        for d in ds:
+            d.kill(block=False)  # woken with Killed; they have not run yet
+        tq._compact()  # drops the five entries before the waits count them
+        assert not tq._heap and len(tq) >= 0
+        dhaga.joinall(ds, raise_error=False)
+        assert all(d.killed() for d in ds)
+        assert tq._cancelled == 0 and len(tq) == 0
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()

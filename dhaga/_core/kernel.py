@@ -102,9 +102,16 @@ def register_direct(func: Callable[..., Any]) -> None:
     _DIRECT.add(func)
 
 
-def _park_live(waiter: _Waiter, gen: int) -> bool:
-    """Is the timed park an expiry entry guards still waiting (see `TimerQueue`)?"""
-    return waiter._state is PARKED and waiter._gen == gen
+def _park_live(waiter: _Waiter, gen: int) -> bool | None:
+    """Is the timed park an expiry entry guards still waiting (see `TimerQueue`)?
+
+    False once that park has ended and counted its entry stale (`Scheduler.park_timed` does
+    both as it returns, where the generation moves on); None if it was woken but has not run
+    since, so has not counted it yet.
+    """
+    if waiter._gen != gen:
+        return False
+    return True if waiter._state is PARKED else None
 
 
 def _report(loop: Any, handle: Any, exc: BaseException) -> None:
@@ -335,8 +342,11 @@ class Scheduler:
                 finally:
                     handle.cancel()
             else:
-                # An expiry entry in the timer heap (see _expire): nothing to cancel after.
-                self.timers.expire_later(timeout, waiter, waiter._gen)
+                # An expiry entry in the timer heap (see _expire): nothing to cancel after. The
+                # park counts its entry stale (unless the entry ended it) and moves its
+                # generation on together, however it ends: _park_live tells the two apart by it.
+                timers = self.timers
+                timers.expire_later(timeout, waiter, waiter._gen)
                 try:
                     if waiter is self._top:
                         self._suspend(waiter)
@@ -344,7 +354,15 @@ class Scheduler:
                         self._switch_next()
                 finally:
                     if waiter._resume_value is not TIMED_OUT:
-                        self.timers._cancelled += 1  # TimerQueue.stale(): woken first
+                        timers._cancelled += 1  # TimerQueue.stale(): it ended first
+                    waiter._gen += 1
+                exc = waiter._resume_exc
+                if exc is not None:
+                    waiter._resume_exc = None
+                    raise exc
+                value = waiter._resume_value
+                waiter._resume_value = None
+                return value
         waiter._gen += 1  # as _take_resume(), written out
         exc = waiter._resume_exc
         if exc is not None:

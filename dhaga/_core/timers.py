@@ -95,13 +95,17 @@ class TimerQueue:
         self._heap: list[tuple] = []  # (when, seq, timer) and (when, seq, waiter, tag) entries
         self._seq = itertools.count()
         self._cancelled = 0  # cancelled or stale entries still in the heap
-        self._expire = expire  # expire(waiter, tag) at an expiry entry's deadline
-        self._live = live  # live(waiter, tag): is an expiry entry still wanted (compaction)
+        # expire(waiter, tag) at an expiry entry's deadline: True if it ended a wait, else falsy.
+        self._expire = expire
+        # live(waiter, tag): True while the entry's wait goes on; False once it ended and counted
+        # the entry stale; None when it ended and has not counted it yet (it is about to).
+        self._live = live
         self._armed: Any = None  # the loop timer for the earliest deadline
         self._armed_at = 0.0
 
     def __len__(self) -> int:
-        return len(self._heap) - self._cancelled
+        n = len(self._heap) - self._cancelled
+        return n if n > 0 else 0  # (an entry dropped before its wait counted it: see _compact)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
         """Call ``fn(*args)`` from the loop in ``delay`` seconds (at least one loop iteration)."""
@@ -154,10 +158,21 @@ class TimerQueue:
     def _compact(self) -> None:
         heap = self._heap  # in place: `_fire` may be iterating over it
         live = self._live
-        heap[:] = [entry for entry in heap if (
-            entry[2]._fn is not None if len(entry) == 3 else live(entry[2], entry[3]))]  # type: ignore[misc]
+        kept = []
+        owed = 0
+        for entry in heap:
+            if len(entry) == 3:
+                if entry[2]._fn is not None:
+                    kept.append(entry)
+                continue
+            state = live(entry[2], entry[3])  # type: ignore[misc]
+            if state:
+                kept.append(entry)
+            elif state is None:
+                owed += 1  # its wait ended but has not called `stale` yet: it will
+        heap[:] = kept
         heapq.heapify(heap)
-        self._cancelled = 0
+        self._cancelled = -owed
 
     def _fire(self) -> None:
         """The loop timer: run every due timer, then wait for the next deadline."""
