@@ -31,8 +31,11 @@ app.conf.update(
 
 if os.environ.get("DHAGA_TEST_WORKER_POOL"):  # the setting dhaga.celery refuses
     app.conf.worker_pool = os.environ["DHAGA_TEST_WORKER_POOL"]
+if os.environ.get("DHAGA_TEST_IDLE_KEEPALIVE"):
+    app.conf.dhaga_idle_keepalive = os.environ["DHAGA_TEST_IDLE_KEEPALIVE"]
 
 _store = redis.Redis.from_url(URL)
+_runner_local = threading.local()
 
 
 @app.task
@@ -63,6 +66,13 @@ def probe() -> dict:
         "kombu_poll": type(eventio.poll()._poller).__module__,
         "threads": threading.active_count(),
     }
+
+
+@app.task
+def count_in_thread_local() -> int:
+    """How many tasks this thread (or this dhaga pool runner) has run, this one included."""
+    _runner_local.n = getattr(_runner_local, "n", 0) + 1
+    return _runner_local.n
 
 
 @app.task(soft_time_limit=0.5)

@@ -135,6 +135,33 @@ def test_python_m_dhaga_celery_accepts_P_dhaga(celery_app, start_worker, store):
     assert worker.stop() == 0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_runner_runs_task_after_task_and_ends_after_its_keepalive(celery_app, start_worker,
+                                                                    store):
+    # -c 1: one runner at most, so each task goes to the runner that ran the previous one.
+    worker = start_worker("reuse", concurrency=1, env={"DHAGA_TEST_IDLE_KEEPALIVE": "1"})
+    assert [celery_app.count_in_thread_local.delay().get(timeout=20) for _ in range(4)] == [
+        1, 2, 3, 4]  # one runner, its thread-locals kept, as a thread of -P threads keeps them
+
+    def pool() -> dict:
+        return worker.inspect().stats()[worker.name]["pool"]
+
+    wait_until(lambda: pool()["idle-runners"] == 0, 20, "the idle runner to end", 0.2)
+    assert pool()["running"] == 0
+    assert celery_app.count_in_thread_local.delay().get(timeout=20) == 1  # a new runner
+    assert worker.stop() == 0
+
+
+def test_the_idle_keepalive_setting_must_be_seconds():
+    from dhaga.celery._pool import _seconds
+
+    assert _seconds("2.5") == 2.5 and _seconds(0) == 0.0
+    for bad in ("soon", -1, None, float("nan")):
+        with pytest.raises(ValueError, match="dhaga_idle_keepalive must be a number"):
+            _seconds(bad)
+
+
 # ---------------------------------------------------------------------- time limits
 @pytest.mark.slow
 @pytest.mark.timeout(90)
