@@ -13,7 +13,9 @@ out")`` as the standard library does; a non-blocking socket raises `BlockingIOEr
 One refinement of try-first: on a blocking socket, a read that returned less than was asked
 for emptied the kernel's buffer, so the next read would almost surely fail with EAGAIN; it
 waits for readiness first instead (the registration is kept, so this costs no system call,
-and a level-triggered poll reports data that is already there at once).
+and a level-triggered poll reports data that is already there at once) -- unless a green
+``select``/``poll`` has just reported the descriptor readable (`fdwait.seen_readable`): its
+caller reads because data is there, and waiting would only cost a trip through the loop.
 
 Addresses with host names are resolved through `dhaga._io.dns` before ``connect``/``sendto`` (the C
 socket would call the blocking resolver itself). Closing wakes any dhaga waiting on the socket
@@ -281,6 +283,9 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         self._short = False
         w = self._w
         if w is not None and not w.closed:
+            if w.r_seen:  # a green select/poll has just reported data: read it at once
+                w.r_seen = False
+                return
             sched = w.sched
             if sched._thread_id == _get_ident() and sched._current is not None:
                 w.wait_read()  # a dhaga of the watcher's own scheduler: the hot path
