@@ -8,7 +8,7 @@ reader/writer slots of every descriptor at once (`dhaga._io.fdwait.wait_any`), t
 Where parking is impossible (a coroutine or callback on the event loop, or a plain thread that
 never used dhaga), the real blocking call is made, as before patching.
 
-A ``poll`` object works out the descriptors to wait on when they are registered, not on every
+A ``poll`` object works out the descriptors to wait on once after they change, not on every
 call (kombu's event loop polls once per message). Descriptors reported readable are noted
 (`dhaga._io.fdwait.seen_readable`), so that a green socket among them reads at once instead
 of waiting for readiness it has just been told about.
@@ -95,31 +95,32 @@ class poll:  # noqa: N801 - the standard library's name
     def __init__(self) -> None:
         self._poll = _std_poll()
         self._masks: dict[int, int] = {}
-        self._readers: list[int] = []  # what a wait parks on, worked out when masks change
+        self._readers: list[int] | None = []  # what a wait parks on; None: work it out again
         self._writers: list[int] = []
 
     def register(self, fd: Any, eventmask: int = _READ_MASK | _WRITE_MASK) -> None:
         fd = fileno_of(fd)
         self._poll.register(fd, eventmask)
         self._masks[fd] = eventmask
-        self._sort()
+        self._readers = None
 
     def modify(self, fd: Any, eventmask: int) -> None:
         fd = fileno_of(fd)
         self._poll.modify(fd, eventmask)
         self._masks[fd] = eventmask
-        self._sort()
+        self._readers = None
 
     def unregister(self, fd: Any) -> None:
         fd = fileno_of(fd)
         self._poll.unregister(fd)
         del self._masks[fd]
-        self._sort()
+        self._readers = None
 
-    def _sort(self) -> None:
+    def _sort(self) -> list[int]:
         masks = self._masks
-        self._readers = [fd for fd, m in masks.items() if m & _READ_MASK or not m & _WRITE_MASK]
         self._writers = [fd for fd, m in masks.items() if m & _WRITE_MASK]
+        readers = self._readers = [fd for fd, m in masks.items() if m & _READ_MASK or not m & _WRITE_MASK]
+        return readers
 
     def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
         if timeout is not None and timeout < 0:
@@ -130,7 +131,10 @@ class poll:  # noqa: N801 - the standard library's name
                 return self._poll.poll(timeout)
             deadline = None if timeout is None else monotonic() + timeout / 1000.0
             while True:
-                woken = wait_any(self._readers, self._writers, _left(deadline))
+                readers = self._readers
+                if readers is None:
+                    readers = self._sort()
+                woken = wait_any(readers, self._writers, _left(deadline))
                 ready = self._poll.poll(0)
                 if ready or not woken:
                     break
