@@ -65,7 +65,19 @@ def probe() -> dict:
         "sleep": getattr(time.sleep, "__wrapped__", time.sleep).__module__,
         "kombu_poll": type(eventio.poll()._poller).__module__,
         "threads": threading.active_count(),
+        "consumer_runs_in": _where_the_consumer_runs(),
     }
+
+
+def _where_the_consumer_runs() -> str:
+    """"top level" or "a dhaga": which waiter of dhaga.dump() has Celery's consumer loop."""
+    import dhaga
+
+    frame = "in " + "asynloop"  # spelt so that this line, in the caller's stack, does not match
+    sections = [s for s in dhaga.dump().split("\n--- ") if frame in s]
+    if len(sections) != 1:
+        return f"{len(sections)} consumers"
+    return "top level" if sections[0].startswith("<top level>") else "a dhaga"
 
 
 @app.task

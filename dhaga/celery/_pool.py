@@ -58,7 +58,7 @@ from .. import scheduler as _scheduler
 from .._core.parking import park as _park
 from .._core.parking import ticket as _ticket
 from .._core.parking import wake as _wake
-from ..errors import Killed, Timeout
+from ..errors import BlockingError, Killed, Timeout
 from ..timeouts import timeout as _timeout
 
 __all__ = ["TaskPool", "IDLE_KEEPALIVE"]
@@ -247,8 +247,21 @@ class TaskPool(base.BasePool):
         self._queue.clear()
         self._stopping = True
         self._end_idle()
+        self._join_runners(None)
+
+    def _join_runners(self, timeout: float | None) -> None:
+        """Wait for the runners to end, unless called where nothing may wait.
+
+        Celery's cold-shutdown signal handler stops the pool, and a signal handler runs wherever
+        the main thread is: on the event loop, where waiting raises `BlockingError`. The
+        handler then sets the flag that makes the consumer terminate the pool, which kills the
+        runners; there is nothing to wait for here.
+        """
         for runner in list(self._runners):
-            runner.join()
+            try:
+                runner.join(timeout)
+            except BlockingError:
+                return
 
     def on_terminate(self) -> None:
         """Cold shutdown: kill every running task; unacknowledged messages go back to the broker."""
@@ -257,8 +270,7 @@ class TaskPool(base.BasePool):
         self._end_idle()
         for runner in list(self._runners):
             runner.kill(block=False)
-        for runner in list(self._runners):
-            runner.join(5.0)
+        self._join_runners(5.0)
 
     def grow(self, n: int = 1) -> None:
         """Allow ``n`` more tasks at once (Celery's ``--autoscale`` and ``pool_grow``).
