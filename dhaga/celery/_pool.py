@@ -36,10 +36,14 @@ With the Redis and AMQP transports Celery drives its consumer with kombu's event
 calls ``select.poll`` -- green after `dhaga.celery`'s patching -- so while the consumer waits
 for messages, the tasks run; remote control, heartbeats and the timers stay on that loop.
 
+Celery's cold-shutdown signal handler stops the pool; a signal handler runs wherever the main
+thread is, possibly on the event loop, where nothing may wait: stopping then does not wait for
+the runners (the consumer terminates the pool next, which kills them).
+
 This module knows Celery's pool interface, dhaga's public calls and its parking API (tickets,
-for idle runners); it must not know what is
-patched or when (that is `_patching`'s business: the pool only asks it to make sure, and
-refuses to start on a kombu loop that was imported unpatched).
+for idle runners); it must not know what is patched or when (that is `_patching`'s business:
+the pool only asks it to make sure, and refuses to start on a kombu loop that was imported
+unpatched).
 """
 
 from __future__ import annotations
