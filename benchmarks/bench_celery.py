@@ -10,13 +10,14 @@ time per task. Then, in the same worker, ``--concurrency`` tasks that each wait 
 and the worker's RSS is read once all of them wait at once (not for prefork, which holds two).
 
 Pools: ``dhaga`` (``CELERY_CUSTOM_WORKER_POOL=dhaga.celery:TaskPool ... -P custom``),
-``gevent`` and ``threads`` with the same ``--concurrency``, and ``prefork -c 2`` (which can
+``dhaga-alias`` (the same pool through ``python -m dhaga.celery ... -P dhaga``, whose consumer
+runs in a dhaga), ``gevent`` and ``threads`` with the same ``--concurrency``, and ``prefork -c 2`` (which can
 only run two tasks at a time: 20 tasks/s at best, so it gets ``--prefork-tasks`` tasks, not
 5,000; its rate does not depend on the count). Medians of the rounds; ratios against gevent.
 Usage::
 
     python benchmarks/bench_celery.py [--tasks 5000] [--concurrency 1000] [--rounds 3]
-        [--prefork-tasks 300] [--pools dhaga,gevent,threads,prefork] [--json out.json]
+        [--prefork-tasks 300] [--pools dhaga,dhaga-alias,gevent,threads,prefork] [--json out.json]
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def worker_command(pool: str, concurrency: int, name: str) -> tuple[list[str], d
     if pool == "dhaga":
         env["CELERY_CUSTOM_WORKER_POOL"] = "dhaga.celery:TaskPool"
         args = ["-P", "custom", "-c", str(concurrency)]
+    elif pool == "dhaga-alias":
+        base = [sys.executable, "-m", "dhaga.celery", "-A", "celery_bench_app", "worker"]
+        args = ["-P", "dhaga", "-c", str(concurrency)]
     elif pool == "prefork":
         args = ["-P", "prefork", "-c", "2"]
     else:
@@ -174,7 +178,7 @@ def main() -> None:
     parser.add_argument("--prefork-tasks", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pools", default="dhaga,gevent,threads,prefork")
+    parser.add_argument("--pools", default="dhaga,dhaga-alias,gevent,threads,prefork")
     parser.add_argument("--json")
     opts = parser.parse_args()
     pools = opts.pools.split(",")
@@ -216,7 +220,8 @@ def main() -> None:
         rate, rss, cpu = med(pool, "per_s"), med(pool, "rss_mb"), med(pool, "cpu_ms_per_task")
         vs = (f"{rate / med('gevent', 'per_s'):.2f}x", f"{rss / med('gevent', 'rss_mb'):.2f}x") \
             if "gevent" in pools else ("-", "-")
-        label = {"prefork": "prefork -c 2", "dhaga": "dhaga (TaskPool)"}.get(pool, pool)
+        label = {"prefork": "prefork -c 2", "dhaga": "dhaga (-P custom)",
+                 "dhaga-alias": "dhaga (python -m dhaga.celery -P dhaga)"}.get(pool, pool)
         held = med(pool, "holding_rss_mb")
         held_s = "-" if held != held else f"{held:.1f}"
         print(f"| {label} | {rate:.0f} | {rss:.1f} | {cpu:.2f} | {held_s} | {vs[0]} | {vs[1]} |")

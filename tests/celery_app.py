@@ -31,8 +31,11 @@ app.conf.update(
 
 if os.environ.get("DHAGA_TEST_WORKER_POOL"):  # the setting dhaga.celery refuses
     app.conf.worker_pool = os.environ["DHAGA_TEST_WORKER_POOL"]
+if os.environ.get("DHAGA_TEST_IDLE_KEEPALIVE"):
+    app.conf.dhaga_idle_keepalive = os.environ["DHAGA_TEST_IDLE_KEEPALIVE"]
 
 _store = redis.Redis.from_url(URL)
+_runner_local = threading.local()
 
 
 @app.task
@@ -62,7 +65,26 @@ def probe() -> dict:
         "sleep": getattr(time.sleep, "__wrapped__", time.sleep).__module__,
         "kombu_poll": type(eventio.poll()._poller).__module__,
         "threads": threading.active_count(),
+        "consumer_runs_in": _where_the_consumer_runs(),
     }
+
+
+def _where_the_consumer_runs() -> str:
+    """"top level" or "a dhaga": which waiter of dhaga.dump() has Celery's consumer loop."""
+    import dhaga
+
+    frame = "in " + "asynloop"  # spelt so that this line, in the caller's stack, does not match
+    sections = [s for s in dhaga.dump().split("\n--- ") if frame in s]
+    if len(sections) != 1:
+        return f"{len(sections)} consumers"
+    return "top level" if sections[0].startswith("<top level>") else "a dhaga"
+
+
+@app.task
+def count_in_thread_local() -> int:
+    """How many tasks this thread (or this dhaga pool runner) has run, this one included."""
+    _runner_local.n = getattr(_runner_local, "n", 0) + 1
+    return _runner_local.n
 
 
 @app.task(soft_time_limit=0.5)

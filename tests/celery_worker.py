@@ -96,11 +96,12 @@ class Worker:
     """``celery -A celery_app worker`` on the dhaga pool, as a subprocess."""
 
     def __init__(self, app, directory: Path, name: str, *, concurrency: int = 1000,
-                 how: str = "custom", extra: tuple[str, ...] = ()) -> None:
+                 how: str = "custom", extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.app = app
         self.name = f"{name}@127.0.0.1"
         env = dict(os.environ, DHAGA_TEST_REDIS=app.conf.broker_url,
-                   PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
+                   PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]), **(env or {}))
         env.pop("CELERY_CUSTOM_WORKER_POOL", None)
         if how == "custom":
             env["CELERY_CUSTOM_WORKER_POOL"] = "dhaga.celery:TaskPool"

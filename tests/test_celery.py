@@ -103,6 +103,7 @@ def test_300_blocking_tasks_run_at_once_in_one_worker_process(celery_app, start_
     assert inside["pid"] == worker.pid
     # Patched before Celery, kombu and the app were imported: kombu's poller is the green one.
     assert all(inside[k].startswith("dhaga.") for k in ("socket", "event", "kombu_poll", "sleep"))
+    assert inside["consumer_runs_in"] == "top level"  # Celery's main was running before dhaga
     # Copies taken by modules Celery imported before the pool: rebound to the green objects.
     assert all(m.startswith("dhaga.") for m in inside["early_copies"]), inside["early_copies"]
 
@@ -127,12 +128,40 @@ def test_python_m_dhaga_celery_accepts_P_dhaga(celery_app, start_worker, store):
     inside = celery_app.probe.delay().get(timeout=20)
     assert inside["pid"] == worker.pid
     assert inside["kombu_poll"].startswith("dhaga.") and inside["event"].startswith("dhaga.")
+    assert inside["consumer_runs_in"] == "a dhaga"  # python -m dhaga.celery runs main in one
     results = [celery_app.sleep_for.delay(0.5) for _ in range(100)]
     assert [r.get(timeout=40) for r in results] == [worker.pid] * 100
     stats = worker.inspect().stats()[worker.name]
     assert stats["pool"]["implementation"] == "dhaga.celery._pool:TaskPool"
     assert stats["pool"]["max-concurrency"] == 200
     assert worker.stop() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_runner_runs_task_after_task_and_ends_after_its_keepalive(celery_app, start_worker,
+                                                                    store):
+    # -c 1: one runner at most, so each task goes to the runner that ran the previous one.
+    worker = start_worker("reuse", concurrency=1, env={"DHAGA_TEST_IDLE_KEEPALIVE": "1"})
+    assert [celery_app.count_in_thread_local.delay().get(timeout=20) for _ in range(4)] == [
+        1, 2, 3, 4]  # one runner, its thread-locals kept, as a thread of -P threads keeps them
+
+    def pool() -> dict:
+        return worker.inspect().stats()[worker.name]["pool"]
+
+    wait_until(lambda: pool()["idle-runners"] == 0, 20, "the idle runner to end", 0.2)
+    assert pool()["running"] == 0
+    assert celery_app.count_in_thread_local.delay().get(timeout=20) == 1  # a new runner
+    assert worker.stop() == 0
+
+
+def test_the_idle_keepalive_setting_must_be_seconds():
+    from dhaga.celery._pool import _seconds
+
+    assert _seconds("2.5") == 2.5 and _seconds(0) == 0.0
+    for bad in ("soon", -1, None, float("nan")):
+        with pytest.raises(ValueError, match="dhaga_idle_keepalive must be a number"):
+            _seconds(bad)
 
 
 # ---------------------------------------------------------------------- time limits
@@ -242,9 +271,11 @@ def test_ping_inspect_and_heartbeats_answer_while_a_thousand_tasks_wait(celery_a
 # ---------------------------------------------------------------------- shutdown
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_warm_shutdown_lets_running_tasks_finish_and_loses_none(celery_app, start_worker, store):
+@pytest.mark.parametrize("how", ["custom", "alias"])
+def test_warm_shutdown_lets_running_tasks_finish_and_loses_none(celery_app, start_worker, store,
+                                                                how):
     store.set("durable:seconds", 2)
-    first = start_worker("warm", concurrency=20)
+    first = start_worker("warm", concurrency=20, how=how)
     results = [celery_app.durable.delay(n, 2) for n in range(50)]
     wait_until(lambda: store.scard("durable:started") == 20, 30, "20 tasks running")
     assert first.stop(signal.SIGTERM) == 0  # warm: waits for the 20 running ones
@@ -261,15 +292,19 @@ def test_warm_shutdown_lets_running_tasks_finish_and_loses_none(celery_app, star
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["custom", "alias"])
 def test_cold_shutdown_kills_running_tasks_which_are_delivered_again(celery_app, start_worker,
-                                                                     store):
+                                                                     store, how):
     store.set("durable:seconds", 60)
-    first = start_worker("cold", concurrency=100)
+    first = start_worker("cold", concurrency=100, how=how)
     results = [celery_app.durable.delay(n, 60) for n in range(30)]
     wait_until(lambda: store.scard("durable:started") == 30, 30, "30 tasks running")
     began = time.monotonic()
     first.stop(signal.SIGQUIT, timeout=20)  # cold: does not wait for the 60 s tasks
     assert time.monotonic() - began < 20
+    # Celery stops the pool from its signal handler, on the event loop: no waiting there.
+    log = first.log_path.read_text()
+    assert "Unrecoverable error" not in log and "BlockingError" not in log, log[-3000:]
     assert store.scard("durable:done") == 0 and not any(r.ready() for r in results)
     # acks_late: none was acknowledged, so every one is delivered again.
     store.set("durable:seconds", 0)

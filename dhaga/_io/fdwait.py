@@ -52,6 +52,7 @@ __all__ = [
     "wait_any",
     "notify_close",
     "fileno_of",
+    "seen_readable",
 ]
 
 _get_ident = threading.get_ident
@@ -79,7 +80,8 @@ class _FdWait:
 class _Watcher(ReadySlots):
     """The reader and writer slots of one file descriptor on one scheduler's loop."""
 
-    __slots__ = ("fd", "loop", "r_on", "w_on", "closed", "r_what", "w_what", "__weakref__")
+    __slots__ = ("fd", "loop", "r_on", "w_on", "closed", "r_what", "w_what", "r_seen",
+                 "__weakref__")
 
     def __init__(self, fd: int, sched: Any) -> None:
         ReadySlots.__init__(self, sched)  # the parked reader's and writer's tickets
@@ -90,6 +92,7 @@ class _Watcher(ReadySlots):
         self.closed = False
         self.r_what = _FdWait(fd, "read")
         self.w_what = _FdWait(fd, "write")
+        self.r_seen = False  # a green select/poll has just reported it readable (see seen_readable)
 
     def __repr__(self) -> str:
         return f"<_Watcher fd={self.fd} reader={self.reader!r} writer={self.writer!r}>"
@@ -271,12 +274,15 @@ def wait_any(
 ) -> bool:
     """Park until any of the descriptors is ready (for green ``select``/``poll``).
 
+    Without ``keep``, the loop registrations this call made are dropped when it ends; those
+    that were already there (a green socket keeps its own) are left as they were.
+
     Returns:
         True when one became ready, False when ``timeout`` expired.
     """
     sched = get_scheduler()
     mine = ticket()
-    taken: list[tuple[_Watcher, bool]] = []
+    taken: list[tuple[_Watcher, bool, bool]] = []  # (watcher, write, registered by this call)
     try:
         for write, fds in ((False, readers), (True, writers)):
             for fd in fds:
@@ -287,8 +293,9 @@ def wait_any(
                     if w.writer is not None:
                         raise ConcurrentUseError(f"another dhaga is already waiting to write fd {fd}")
                     w.writer = mine
-                    taken.append((w, True))
-                    if not w.w_on:
+                    added = not w.w_on
+                    taken.append((w, True, added))
+                    if added:
                         w.loop.add_writer(fd, w.on_writable)
                         w.w_on = True
                 else:
@@ -297,20 +304,34 @@ def wait_any(
                     if w.reader is not None:
                         raise ConcurrentUseError(f"another dhaga is already waiting to read fd {fd}")
                     w.reader = mine
-                    taken.append((w, False))
-                    if not w.r_on:
+                    added = not w.r_on
+                    taken.append((w, False, added))
+                    if added:
                         w.loop.add_reader(fd, w.on_readable)
                         w.r_on = True
-        return park(mine, timeout, False, [w.w_what if write else w.r_what for w, write in taken])
+        return park(mine, timeout, False,
+                    [w.w_what if write else w.r_what for w, write, _ in taken])
     finally:
-        for w, write in taken:
+        for w, write, added in taken:
             if write:
                 w.writer = None
-                if not keep and w.w_on and not w.loop.is_closed():
+                if added and not keep and w.w_on and not w.loop.is_closed():
                     w.w_on = False
                     w.loop.remove_writer(w.fd)
             else:
                 w.reader = None
-                if not keep and w.r_on and not w.loop.is_closed():
+                if added and not keep and w.r_on and not w.loop.is_closed():
                     w.r_on = False
                     w.loop.remove_reader(w.fd)
+
+
+def seen_readable(fd: int) -> None:
+    """A green ``select``/``poll`` has just reported ``fd`` readable: a hint for its socket.
+
+    A green socket whose last read was short waits for readiness before reading again (see
+    `dhaga._io.greensocket`); after its owner was told by ``select``/``poll`` that data is
+    there, that wait would only cost a trip through the loop, so the socket reads at once.
+    """
+    w = _watchers.get(fd)
+    if w is not None:
+        w.r_seen = True

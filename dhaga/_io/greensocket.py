@@ -10,10 +10,13 @@ system call; only when it fails with EAGAIN does the dhaga park on the descripto
 writer slot (`dhaga._io.fdwait`), then it tries again. A timeout raises ``TimeoutError("timed
 out")`` as the standard library does; a non-blocking socket raises `BlockingIOError`.
 
-One refinement of try-first: on a blocking socket, a read that returned less than was asked
-for emptied the kernel's buffer, so the next read would almost surely fail with EAGAIN; it
+One refinement of try-first: on a blocking socket or one with a timeout, a read that returned
+less than was asked for (or that timed out) found the kernel's buffer empty, so the next read
+would almost surely fail with EAGAIN (and raise inside Python); it
 waits for readiness first instead (the registration is kept, so this costs no system call,
-and a level-triggered poll reports data that is already there at once).
+and a level-triggered poll reports data that is already there at once) -- unless a green
+``select``/``poll`` has just reported the descriptor readable (`fdwait.seen_readable`): its
+caller reads because data is there, and waiting would only cost a trip through the loop.
 
 Addresses with host names are resolved through `dhaga._io.dns` before ``connect``/``sendto`` (the C
 socket would call the blocking resolver itself). Closing wakes any dhaga waiting on the socket
@@ -283,6 +286,9 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         self._short = False
         w = self._w
         if w is not None and not w.closed:
+            if w.r_seen:  # a green select/poll has just reported data: read it at once
+                w.r_seen = False
+                return
             sched = w.sched
             if sched._thread_id == _get_ident() and sched._current is not None:
                 w.wait_read()  # a dhaga of the watcher's own scheduler: the hot path
@@ -295,9 +301,16 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         """A socket with a timeout whose last read was short or timed out: the buffer was
         empty then, so wait for data first instead of a read the kernel answers with EAGAIN
         (data that came since is reported by the loop's next poll)."""
+        w = self._w
+        if w is not None and w.r_seen:  # a green select/poll has just reported data: read it
+            w.r_seen = False
+            self._short = False
+            try:
+                return fn(self, *args)
+            except BlockingIOError:
+                return self._retry(False, fn, *args)
         timeout: float = self._timeout  # type: ignore[assignment]
         deadline = monotonic() + timeout
-        w = self._w
         if (w is not None and not w.closed and w.sched._current is not None
                 and w.sched._thread_id == _get_ident()):
             if not w.wait_read_timed(timeout):  # a dhaga of the watcher's thread: the hot path
@@ -325,8 +338,8 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                 # _wait_after_short_read's hot path, written out (a server's wait for the next
                 # request on a kept-alive connection)
                 w = self._w
-                if (w is not None and not w.closed and w.sched._current is not None
-                        and w.sched._thread_id == _get_ident()):
+                if (w is not None and not w.closed and not w.r_seen
+                        and w.sched._current is not None and w.sched._thread_id == _get_ident()):
                     self._short = False
                     w.wait_read()
                 else:

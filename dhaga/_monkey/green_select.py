@@ -8,6 +8,11 @@ reader/writer slots of every descriptor at once (`dhaga._io.fdwait.wait_any`), t
 Where parking is impossible (a coroutine or callback on the event loop, or a plain thread that
 never used dhaga), the real blocking call is made, as before patching.
 
+A ``poll`` object works out the descriptors to wait on once after they change, not on every
+call (kombu's event loop polls once per message). Descriptors reported readable are noted
+(`dhaga._io.fdwait.seen_readable`), so that a green socket among them reads at once instead
+of waiting for readiness it has just been told about.
+
 This module knows `dhaga._io.fdwait` and the standard library's ``select``/``selectors``; it does not
 patch anything itself.
 """
@@ -22,7 +27,7 @@ from time import monotonic
 from typing import Any, Iterable
 
 from .. import scheduler as _scheduler
-from .._io.fdwait import fileno_of, wait_any
+from .._io.fdwait import fileno_of, seen_readable, wait_any
 
 __all__ = ["select", "poll", "GreenSelector", "must_block_thread"]
 
@@ -65,7 +70,7 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
     rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
     ready = _std_select(rlist, wlist, xlist, 0)
     if ready[0] or ready[1] or ready[2] or timeout == 0:
-        return ready
+        return _noted(ready)
     if must_block_thread():
         return _std_select(rlist, wlist, xlist, timeout)
     readers = [fileno_of(o) for o in rlist]
@@ -75,7 +80,13 @@ def select(rlist: Iterable[Any], wlist: Iterable[Any], xlist: Iterable[Any],
         woken = wait_any(readers, writers, _left(deadline))
         ready = _std_select(rlist, wlist, xlist, 0)
         if ready[0] or ready[1] or ready[2] or not woken:
-            return ready
+            return _noted(ready)
+
+
+def _noted(ready: tuple[list, list, list]) -> tuple[list, list, list]:
+    for obj in ready[0]:
+        seen_readable(fileno_of(obj))
+    return ready
 
 
 class poll:  # noqa: N801 - the standard library's name
@@ -84,38 +95,53 @@ class poll:  # noqa: N801 - the standard library's name
     def __init__(self) -> None:
         self._poll = _std_poll()
         self._masks: dict[int, int] = {}
+        self._readers: list[int] | None = []  # what a wait parks on; None: work it out again
+        self._writers: list[int] = []
 
     def register(self, fd: Any, eventmask: int = _READ_MASK | _WRITE_MASK) -> None:
         fd = fileno_of(fd)
         self._poll.register(fd, eventmask)
         self._masks[fd] = eventmask
+        self._readers = None
 
     def modify(self, fd: Any, eventmask: int) -> None:
         fd = fileno_of(fd)
         self._poll.modify(fd, eventmask)
         self._masks[fd] = eventmask
+        self._readers = None
 
     def unregister(self, fd: Any) -> None:
         fd = fileno_of(fd)
         self._poll.unregister(fd)
         del self._masks[fd]
+        self._readers = None
+
+    def _sort(self) -> list[int]:
+        masks = self._masks
+        self._writers = [fd for fd, m in masks.items() if m & _WRITE_MASK]
+        readers = self._readers = [fd for fd, m in masks.items() if m & _READ_MASK or not m & _WRITE_MASK]
+        return readers
 
     def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
         if timeout is not None and timeout < 0:
             timeout = None  # poll's spelling of "forever"
         ready = self._poll.poll(0)
-        if ready or timeout == 0:
-            return ready
-        if must_block_thread():
-            return self._poll.poll(timeout)
-        readers = [fd for fd, m in self._masks.items() if m & _READ_MASK or not m & _WRITE_MASK]
-        writers = [fd for fd, m in self._masks.items() if m & _WRITE_MASK]
-        deadline = None if timeout is None else monotonic() + timeout / 1000.0
-        while True:
-            woken = wait_any(readers, writers, _left(deadline))
-            ready = self._poll.poll(0)
-            if ready or not woken:
-                return ready
+        if not ready and timeout != 0:
+            if must_block_thread():
+                return self._poll.poll(timeout)
+            deadline = None if timeout is None else monotonic() + timeout / 1000.0
+            while True:
+                readers = self._readers
+                if readers is None:
+                    readers = self._sort()
+                woken = wait_any(readers, self._writers, _left(deadline))
+                ready = self._poll.poll(0)
+                if ready or not woken:
+                    break
+        for fd, events in ready:
+            if events & _READ_MASK:
+                seen_readable(fd)
+        return ready
 
 
 class GreenSelector(_selectors.PollSelector):

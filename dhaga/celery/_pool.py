@@ -4,8 +4,17 @@ How this works
 --------------
 Celery hands the pool one call per task (``on_apply``) from its consumer loop, which must never
 wait. A job is queued, and at most ``limit`` (``--concurrency``) *runner* dhagas exist: a runner
-takes jobs off the queue one after another and ends when the queue is empty, so an idle pool
-holds no dhaga and a busy one never spawns more than the limit.
+takes jobs off the queue one after another; when the queue is empty it parks as *idle*, and
+``on_apply`` wakes the idle runner that parked last rather than spawning a new one. A runner
+idle for `IDLE_KEEPALIVE` seconds (the app's ``dhaga_idle_keepalive`` setting) ends -- one reaper
+timer per pool ends them, not a timer per park -- so an idle pool soon holds no dhaga and a busy
+one never has more than the limit.
+
+Reusing runners is what a thread pool does with its threads, and it matters to Celery: its app
+keeps the result backend and the current-task stack in ``threading.local`` objects (one
+namespace per dhaga once patched), so a dhaga per task would build a new backend object for
+every task; a runner builds it once. As in ``-P threads``, thread-locals and context variables
+a task sets stay visible to the next task the same runner runs.
 
 A job runs Celery's own ``apply_target`` (accept callback, the traced task, the result
 callback). Around the task itself (between acceptance and the result callback):
@@ -27,9 +36,14 @@ With the Redis and AMQP transports Celery drives its consumer with kombu's event
 calls ``select.poll`` -- green after `dhaga.celery`'s patching -- so while the consumer waits
 for messages, the tasks run; remote control, heartbeats and the timers stay on that loop.
 
-This module knows Celery's pool interface and dhaga's public calls; it must not know what is
-patched or when (that is `_patching`'s business: the pool only asks it to make sure, and
-refuses to start on a kombu loop that was imported unpatched).
+Celery's cold-shutdown signal handler stops the pool; a signal handler runs wherever the main
+thread is, possibly on the event loop, where nothing may wait: stopping then does not wait for
+the runners (the consumer terminates the pool next, which kills them).
+
+This module knows Celery's pool interface, dhaga's public calls and its parking API (tickets,
+for idle runners); it must not know what is patched or when (that is `_patching`'s business:
+the pool only asks it to make sure, and refuses to start on a kombu loop that was imported
+unpatched).
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -44,10 +59,19 @@ from celery.concurrency import base
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .. import scheduler as _scheduler
-from ..errors import Killed, Timeout
+from .._core.parking import park as _park
+from .._core.parking import ticket as _ticket
+from .._core.parking import wake as _wake
+from ..errors import BlockingError, Killed, Timeout
 from ..timeouts import timeout as _timeout
 
-__all__ = ["TaskPool"]
+__all__ = ["TaskPool", "IDLE_KEEPALIVE"]
+
+#: Seconds an idle runner waits for the next task before it ends, unless the app's
+#: ``dhaga_idle_keepalive`` setting says otherwise.
+IDLE_KEEPALIVE = 10.0
+
+_monotonic = time.monotonic
 
 log = logging.getLogger("celery.pool")
 
@@ -59,6 +83,17 @@ _TOO_LATE = (
     "worker_pool setting.")
 
 
+def _seconds(value: Any) -> float:
+    """The ``dhaga_idle_keepalive`` setting as seconds, or a ValueError saying what is wrong."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds >= 0:
+        raise ValueError(f"dhaga_idle_keepalive must be a number of seconds >= 0, not {value!r}")
+    return seconds
+
+
 class _State(enum.Enum):
     QUEUED = "queued"
     ACCEPTING = "accepting"  # Celery's accept callback: the task-started event, the early ack
@@ -68,6 +103,22 @@ class _State(enum.Enum):
 
 class _Terminated(BaseException):
     """Raised inside a task by ``revoke(terminate=True)``; never seen outside the pool."""
+
+
+_LOOK = None  # an idle runner's wake-up value: look at the queue again
+_END = object()  # ... and this one: end now (kept idle too long, or the pool stops)
+
+
+class _IdleRunner:
+    """What a dhaga.dump() shows an idle runner waiting on."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "celery pool: idle, waiting for a task"
+
+
+_IDLE = _IdleRunner()
 
 
 class _Job:
@@ -153,6 +204,13 @@ class TaskPool(base.BasePool):
         self._queue: deque[_Job] = deque()
         self._jobs: dict[int, _Job] = {}
         self._runners: set[Any] = set()
+        # Idle runners' tickets with the time they parked, oldest first (woken from the end).
+        self._idle: deque[tuple[Any, float]] = deque()
+        self._reaper: Any = None
+        self._stopping = False
+        app = (kwargs.get("initargs") or (None,))[0]  # Celery passes (app, hostname)
+        keepalive = getattr(app, "conf", {}).get("dhaga_idle_keepalive")
+        self.idle_keepalive = IDLE_KEEPALIVE if keepalive is None else _seconds(keepalive)
         self._pids = itertools.count(1)
 
     # ------------------------------------------------------------------ Celery's pool interface
@@ -165,9 +223,21 @@ class TaskPool(base.BasePool):
                    self.timeout if timeout is None else timeout,
                    self.soft_timeout if soft_timeout is None else soft_timeout)
         self._queue.append(job)
+        self._start_runner()
+        return job
+
+    def _start_runner(self) -> None:
+        """Get a runner to look at the queue: wake the last idle one, else spawn one if allowed.
+
+        A runner woken for nothing (another took the job first) parks again; an idle ticket
+        that no longer wakes anyone (its runner was killed) is skipped.
+        """
+        idle = self._idle
+        while idle:
+            if _wake(idle.pop()[0], _LOOK):
+                return
         if len(self._runners) < self.limit:
             self._runners.add(_scheduler.spawn(self._runner))
-        return job
 
     def terminate_job(self, pid: int, signal: Any = None) -> None:
         """``revoke(terminate=True)``: interrupt the task (the signal is ignored)."""
@@ -179,16 +249,32 @@ class TaskPool(base.BasePool):
         """Warm shutdown: tasks not yet started are dropped (their messages were not acked, the
         broker delivers them again); running tasks finish."""
         self._queue.clear()
+        self._stopping = True
+        self._end_idle()
+        self._join_runners(None)
+
+    def _join_runners(self, timeout: float | None) -> None:
+        """Wait for the runners to end, unless called where nothing may wait.
+
+        Celery's cold-shutdown signal handler stops the pool, and a signal handler runs wherever
+        the main thread is: on the event loop, where waiting raises `BlockingError`. The
+        handler then sets the flag that makes the consumer terminate the pool, which kills the
+        runners; there is nothing to wait for here.
+        """
         for runner in list(self._runners):
-            runner.join()
+            try:
+                runner.join(timeout)
+            except BlockingError:
+                return
 
     def on_terminate(self) -> None:
         """Cold shutdown: kill every running task; unacknowledged messages go back to the broker."""
         self._queue.clear()
+        self._stopping = True
+        self._end_idle()
         for runner in list(self._runners):
             runner.kill(block=False)
-        for runner in list(self._runners):
-            runner.join(5.0)
+        self._join_runners(5.0)
 
     def grow(self, n: int = 1) -> None:
         """Allow ``n`` more tasks at once (Celery's ``--autoscale`` and ``pool_grow``).
@@ -197,8 +283,8 @@ class TaskPool(base.BasePool):
             n: how many more.
         """
         self.limit += n
-        while self._queue and len(self._runners) < self.limit:
-            self._runners.add(_scheduler.spawn(self._runner))
+        for _ in range(min(n, len(self._queue))):
+            self._start_runner()
 
     def shrink(self, n: int = 1) -> None:
         """Allow ``n`` fewer tasks at once (never fewer than one); running tasks finish.
@@ -207,6 +293,10 @@ class TaskPool(base.BasePool):
             n: how many fewer.
         """
         self.limit = max(1, self.limit - n)  # runners over the limit end after their job
+        excess = len(self._runners) - self.limit
+        while excess > 0 and self._idle:  # idle ones first, the longest idle first
+            _wake(self._idle.popleft()[0], _END)
+            excess -= 1
 
     def restart(self) -> None:
         """Nothing to restart: there are no child processes."""
@@ -217,17 +307,48 @@ class TaskPool(base.BasePool):
 
     def _get_info(self) -> dict[str, Any]:
         info = super()._get_info()
-        info.update({"running": len(self._jobs), "queued": len(self._queue)})
+        info.update({"running": len(self._jobs), "queued": len(self._queue),
+                     "idle-runners": len(self._idle)})
         return info
 
     # ------------------------------------------------------------------ running jobs
     def _runner(self) -> None:
         me = _scheduler.current()
+        queue = self._queue
         try:
-            while self._queue and len(self._runners) <= self.limit:
-                self._run(self._queue.popleft())
+            while len(self._runners) <= self.limit:
+                if queue:
+                    self._run(queue.popleft())
+                    continue
+                if self._stopping:
+                    break
+                mine = _ticket()
+                self._idle.append((mine, _monotonic()))
+                if self._reaper is None:
+                    self._reaper = _scheduler.spawn_later(self.idle_keepalive, self._reap)
+                if _park(mine, None, None, _IDLE) is _END and not queue:
+                    break
         finally:
             self._runners.discard(me)
+
+    def _reap(self) -> None:
+        """End the runners idle for ``idle_keepalive`` seconds; come back while any is idle."""
+        self._reaper = None
+        idle = self._idle
+        too_old = _monotonic() - self.idle_keepalive
+        while idle and idle[0][1] <= too_old:
+            _wake(idle.popleft()[0], _END)
+        if idle and not self._stopping:
+            self._reaper = _scheduler.spawn_later(idle[0][1] - too_old, self._reap)
+
+    def _end_idle(self) -> None:
+        """Wake every idle runner to end (warm and cold shutdown)."""
+        idle = self._idle
+        while idle:
+            _wake(idle.popleft()[0], _END)
+        if self._reaper is not None:
+            self._reaper.kill(block=False)
+            self._reaper = None
 
     def _run(self, job: _Job) -> None:
         job.dhaga = _scheduler.current()
