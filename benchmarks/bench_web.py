@@ -230,7 +230,11 @@ def start(cmd: list[str], pattern: str, env: dict,
     if "{port}" in cmd:
         port = _free_port()
         cmd = [str(port) if a == "{port}" else a for a in cmd]
-    proc = subprocess.Popen(PIN[pin] + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    # ``python -m`` puts the working directory first on sys.path: a --compare tree's server
+    # must run there, or it would import this tree's dhaga whatever PYTHONPATH says.
+    cwd = env.get("DHAGA_BENCH_TREE", str(ROOT))
+    proc = subprocess.Popen(PIN[pin] + cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=cwd, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         line = proc.stdout.readline().decode(errors="replace")  # type: ignore[union-attr]
@@ -287,7 +291,8 @@ def server_commands(app: str, compare: list[str] | None = None) -> dict[str, tup
         for loop in ("asyncio", "uvloop"):
             cmds[f"dhaga.web {label} {loop}"] = (
                 cmds[f"dhaga.web {loop}"][0], listening,
-                {"BENCH_GREEN": "dhaga", "PYTHONPATH": str(Path(tree).resolve())})
+                {"BENCH_GREEN": "dhaga", "PYTHONPATH": str(Path(tree).resolve()),
+                 "DHAGA_BENCH_TREE": str(Path(tree).resolve())})
     return cmds
 
 
