@@ -331,39 +331,32 @@ class Scheduler:
                 self._suspend(waiter)
             else:
                 self._switch_next()  # the hot path: a dhaga hands over the thread
+            waiter._gen += 1  # as _take_resume(), written out
+        elif timeout <= 0:
+            handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
+            try:
+                if waiter is self._top:
+                    self._suspend(waiter)
+                else:
+                    self._switch_next()
+            finally:
+                handle.cancel()
+            waiter._gen += 1
         else:
-            if timeout <= 0:
-                handle = self._call_soon(self._unpark, waiter, TIMED_OUT)
-                try:
-                    if waiter is self._top:
-                        self._suspend(waiter)
-                    else:
-                        self._switch_next()
-                finally:
-                    handle.cancel()
-            else:
-                # An expiry entry in the timer heap (see _expire): nothing to cancel after. The
-                # park counts its entry stale (unless the entry ended it) and moves its
-                # generation on together, however it ends: _park_live tells the two apart by it.
-                timers = self.timers
-                timers.expire_later(timeout, waiter, waiter._gen)
-                try:
-                    if waiter is self._top:
-                        self._suspend(waiter)
-                    else:
-                        self._switch_next()
-                finally:
-                    if waiter._resume_value is not TIMED_OUT:
-                        timers._cancelled += 1  # TimerQueue.stale(): it ended first
-                    waiter._gen += 1
-                exc = waiter._resume_exc
-                if exc is not None:
-                    waiter._resume_exc = None
-                    raise exc
-                value = waiter._resume_value
-                waiter._resume_value = None
-                return value
-        waiter._gen += 1  # as _take_resume(), written out
+            # An expiry entry in the timer heap (see _expire): nothing to cancel after. The park
+            # counts its entry stale (unless the entry ended it) and moves its generation on
+            # together, however it ends: _park_live tells the two apart by the generation.
+            timers = self.timers
+            timers.expire_later(timeout, waiter, waiter._gen)
+            try:
+                if waiter is self._top:
+                    self._suspend(waiter)
+                else:
+                    self._switch_next()
+            finally:
+                if waiter._resume_value is not TIMED_OUT:
+                    timers._cancelled += 1  # TimerQueue.stale(): it ended first
+                waiter._gen += 1
         exc = waiter._resume_exc
         if exc is not None:
             waiter._resume_exc = None
