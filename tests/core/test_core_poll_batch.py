@@ -19,6 +19,15 @@ def _readers(n: int):
     return pairs, ds, got
 
 
+def _all_ready_then_join(foreign_end, pairs, ds) -> None:
+    """Make a foreign descriptor and every reader's readable, then wait for the readers."""
+    foreign_end.send(b"f")
+    for _, b in pairs:
+        b.send(b"x")
+    # One drain wakes the top level too: it must find every reader done by then.
+    dhaga.joinall(ds, timeout=5)
+
+
 def test_one_poll_wakes_every_ready_reader_and_none_is_reported_twice():
     sched = dhaga.get_scheduler()
     loop = sched.loop
@@ -44,11 +53,7 @@ def test_one_poll_wakes_every_ready_reader_and_none_is_reported_twice():
     sched.loop.add_reader(fa.fileno(), foreign)
     loop._process_events = counting
     try:
-        fb.send(b"f")
-        for _, b in pairs:
-            b.send(b"x")
-        # One drain wakes the top level too: it must find every reader done by then.
-        dhaga.joinall(ds, timeout=5)
+        _all_ready_then_join(fb, pairs, ds)
     finally:
         loop._process_events = real
     assert sorted(got) == [(i, b"x") for i in range(20)]
@@ -104,10 +109,7 @@ def test_a_failing_direct_readiness_callback_is_reported_and_the_loop_goes_on():
     broken.fd = fa.fileno()
     loop.add_reader(fa.fileno(), broken.on_readable)
     try:
-        fb.send(b"f")
-        for _, b in pairs:
-            b.send(b"x")
-        dhaga.joinall(ds, timeout=5)
+        _all_ready_then_join(fb, pairs, ds)
     finally:
         loop.set_exception_handler(old_handler)
     assert sorted(got) == [(i, b"x") for i in range(3)]
