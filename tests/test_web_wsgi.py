@@ -137,13 +137,20 @@ def test_response_headers_repeated_on_a_connection_are_still_checked_and_current
 
 
 def test_a_reused_response_head_follows_the_date_keep_alive_length_and_method(monkeypatch):
-    from dhaga.web import response
+    import types
 
-    dates = iter(["Mon, 01 Jan 2024 00:00:00 GMT"] * 2 + ["Mon, 01 Jan 2024 00:00:01 GMT"] * 9)
-    monkeypatch.setattr(response, "http_date", lambda: next(dates))
+    from dhaga.web import protocol, response
+
+    now = [0.0]  # a clock the application moves: 2024-01-01 00:00:00.5, then a second on
+    times = iter([1704067200.5] * 2 + [1704067201.5] * 4)
+    monkeypatch.setattr(response, "_time", lambda: now[0])
+    monkeypatch.setattr(protocol, "time", types.SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(protocol, "DATE", [0.0, ""])
+    monkeypatch.setattr(response, "DATE", protocol.DATE)
     sizes = iter([2, 2, 2, 3, 3, 3])
 
     def app(env, start_response):
+        now[0] = next(times)
         start_response("200 OK", [("Content-Type", "text/plain")])  # the same every time
         return [b"x" * next(sizes)]
 
@@ -662,6 +669,28 @@ def test_no_access_log_work_while_it_is_disabled(monkeypatch):
         assert reply(serve(hello, get("quiet")).sent).status == 200
     finally:
         logging.getLogger("dhaga.web.access").setLevel(logging.NOTSET)
+
+
+def test_the_access_log_follows_levels_changed_while_a_connection_is_open(caplog):
+    """The request loop reads the logger's answer cache: a level change must reach it."""
+    log = logging.getLogger("dhaga.web.access")
+
+    def app(env, start_response):
+        path = env["PATH_INFO"]
+        if path == "/on":
+            log.setLevel(logging.INFO)
+        elif path == "/off":
+            log.setLevel(logging.WARNING)
+        start_response("200 OK", [])
+        return [b"x"]
+
+    log.setLevel(logging.WARNING)
+    try:
+        serve(app, get("quiet") + get("on") + get("logged") + get("off") + get("quiet-again"))
+    finally:
+        log.setLevel(logging.NOTSET)
+    paths = [r.getMessage().split('"')[1] for r in caplog.records if r.name == log.name]
+    assert paths == ["GET /logged HTTP/1.1"]  # /off: timed, but the line is not written
 
 
 # ---------------------------------------------------------------------- RFC 9112 edge cases

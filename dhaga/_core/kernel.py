@@ -91,15 +91,21 @@ LAGS_KEPT = 1024
 #: Readiness callbacks (plain functions, called as bound methods) the scheduler may call from
 #: the loop's event processing itself; see `Scheduler._after_poll`.
 _DIRECT: set[Callable[..., Any]] = set()
+#: The one of them that `Scheduler._after_epoll` writes out (``ReadySlots.on_readable``).
+_WAKES_READER: list = [None]
 
 
-def register_direct(func: Callable[..., Any]) -> None:
+def register_direct(func: Callable[..., Any], wakes_reader: bool = False) -> None:
     """Let the scheduler call ``func``'s bound methods straight from a poll's events.
 
     For readiness callbacks that only wake dhagas (`dhaga._core.parking.wake_now`) or drop
-    their own registration, never raise, and need no context variables.
+    their own registration, never raise, and need no context variables. ``wakes_reader``: the
+    callback is `dhaga._core.parking.ReadySlots.on_readable`, which the scheduler runs
+    written out for a parked dhaga (its object's ``reader`` slot holds ``(waiter, gen)``).
     """
     _DIRECT.add(func)
+    if wakes_reader:
+        _WAKES_READER[0] = func
 
 
 def _park_live(waiter: _Waiter, gen: int) -> bool | None:
@@ -593,7 +599,9 @@ class Scheduler:
         queued = self._in_poll  # (never, in asyncio's run order) the last poll's drain waits
         self._in_poll = True
         direct = _DIRECT
+        wakes_reader = _WAKES_READER[0]
         keys = self._fd_to_key
+        top = self._top
         for fd, ev in event_list:
             key = keys.get(fd)
             if key is None:
@@ -604,7 +612,17 @@ class Scheduler:
                     loop._remove_reader(key.fileobj)  # type: ignore[attr-defined]
                 else:
                     cb = reader._callback
-                    if type(cb) is _MethodType and cb.__func__ in direct:
+                    if type(cb) is _MethodType and cb.__func__ is wakes_reader and (
+                        (t := cb.__self__.reader) is not None and (w := t[0]) is not top
+                    ):
+                        # ReadySlots.on_readable, written out for a parked dhaga (the commonest
+                        # event there is: a connection's next request)
+                        if w._gen == t[1] and w._state is PARKED:  # else woken already
+                            w._state = RUNNING
+                            w._resume_value = None
+                            self._runq.append(w)
+                            self._drain_pending = True  # the poll's drain runs it
+                    elif type(cb) is _MethodType and cb.__func__ in direct:
                         try:
                             cb()
                         except BaseException as e:  # as asyncio's Handle._run reports it

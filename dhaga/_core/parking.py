@@ -535,7 +535,7 @@ class ReadySlots:
 
 # They only wake a parked dhaga or drop a registration: the scheduler may call them straight
 # from a poll's events (see `Scheduler._after_poll`).
-register_direct(ReadySlots.on_readable)
+register_direct(ReadySlots.on_readable, wakes_reader=True)  # written out there
 register_direct(ReadySlots.on_writable)
 
 

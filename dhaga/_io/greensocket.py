@@ -341,7 +341,10 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                 if (w is not None and not w.closed and not w.r_seen
                         and w.sched._current is not None and w.sched._thread_id == _get_ident()):
                     self._short = False
-                    w.wait_read()
+                    if w.r_on and w.reader is None:  # registered, nobody else reading
+                        w.park_reader(w.r_what)
+                    else:
+                        w.wait_read()
                 else:
                     self._wait_after_short_read()
             elif self._timeout and not flags:

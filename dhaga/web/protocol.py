@@ -427,18 +427,19 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: The last chunk of a chunked response (no trailers).
 LAST_CHUNK = b"0\r\n\r\n"
 
-_date_second = -1
-_date_text = ""
+#: ``[end, text]``: the ``Date`` value `http_date` formatted last, and the ``time.time()`` at
+#: which its second ends. A hot path may read ``DATE[1]`` while ``time.time() < DATE[0]``
+#: without the call (`dhaga.web.response.Response` does).
+DATE: list = [0.0, ""]
 
 
 def http_date() -> str:
     """The current time as an HTTP ``Date`` value, formatted at most once per second."""
-    global _date_second, _date_text
-    now = int(time.time())
-    if now != _date_second:
-        _date_text = formatdate(now, usegmt=True)
-        _date_second = now
-    return _date_text
+    now = time.time()
+    if now >= DATE[0]:
+        second = int(now)
+        DATE[:] = (second + 1.0, formatdate(second, usegmt=True))
+    return DATE[1]
 
 
 def reason_phrase(status: int) -> str:

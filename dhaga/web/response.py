@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import logging
 import re
+from time import time as _time
 from typing import Any, Callable, Iterable
 
 from ..errors import DhagaError
-from .protocol import LAST_CHUNK, http_date
+from .protocol import DATE, LAST_CHUNK, http_date
 
 __all__ = ["Response", "ResponseError"]
 
@@ -223,7 +224,10 @@ class Response:
             unread = self.unread_body
             if self.stopping.closing or unread is not None and unread.must_close():
                 keep = self.keep_alive = False
-        date = "" if self.has_date else http_date()
+        if self.has_date:
+            date = ""
+        else:  # http_date(), without the call while its second lasts
+            date = DATE[1] if _time() < DATE[0] else http_date()
         heads = self.heads
         if heads is not None:
             key = (body_length, keep, self.version, self.is_head)

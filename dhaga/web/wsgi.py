@@ -359,6 +359,11 @@ class _Connection:
         # A head no longer than this is within both limits head_end checks: no need to ask it.
         quick = min(limits.max_request_line, limits.max_header_size)
         is_enabled = access_log.isEnabledFor
+        # The logger's own answer cache (logging clears it in place when levels change): a
+        # lookup per request instead of a call. None (not cached, or no such cache): ask.
+        enabled_cache = getattr(access_log, "_cache", None)
+        if type(enabled_cache) is not dict:
+            enabled_cache = {}
         buf = b""
         # The last head, its parse and its environ: a keep-alive client that sends the same
         # head again (an API client, a health check, a load generator) skips both steps.
@@ -407,7 +412,10 @@ class _Connection:
                 self._refuse(e)
                 return
             buf = buf[end + 4:]
-            t0 = perf_counter() if is_enabled(_INFO) else 0.0
+            enabled = enabled_cache.get(_INFO)
+            if enabled is None:
+                enabled = is_enabled(_INFO)
+            t0 = perf_counter() if enabled else 0.0
 
             if req.chunked:
                 inp: Input = Input(self, None, ChunkedDecoder(limits), buf, req.expect_continue)
