@@ -65,21 +65,9 @@ class Response:
         keep_alive: the connection may stay open after this response (it can only go down).
     """
 
-    # No __slots__: what a response has not set yet is read from these class defaults, so
-    # making one (one per request) sets six attributes, not eighteen.
-    status: str | None = None
-    status_code = 0
-    header_text = ""
-    length: int | None = None
-    has_date = False
-    head_sent = False
-    chunked = False
-    body_sent = 0
-    bytes_sent = 0
-    #: The request body, when the application may leave part of it unread.
-    unread_body: Any = None
-    #: The encoded heads sent with this status and headers (kept in the memo), or None.
-    heads: dict | None = None
+    __slots__ = ("send", "stopping", "memo", "is_head", "sends_body", "version", "keep_alive",
+                 "status", "status_code", "header_text", "length", "has_date", "head_sent",
+                 "chunked", "body_sent", "bytes_sent", "unread_body", "heads")
 
     def __init__(self, send: Callable[[bytes], Any], stopping: Any, is_head: bool,
                  version: str, keep_alive: bool, memo: list | None = None) -> None:
@@ -90,6 +78,19 @@ class Response:
         self.sends_body = not is_head
         self.version = version
         self.keep_alive = keep_alive
+        self.status: str | None = None
+        self.status_code = 0
+        self.header_text = ""
+        self.length: int | None = None
+        self.has_date = False
+        self.head_sent = False
+        self.chunked = False
+        self.body_sent = 0
+        self.bytes_sent = 0
+        #: The request body, when the application may leave part of it unread.
+        self.unread_body: Any = None
+        #: The encoded heads sent with this status and headers (kept in the memo), or None.
+        self.heads: dict | None = None
 
     # ------------------------------------------------------------------ PEP 3333
     def start_response(self, status: str, headers: list[tuple[str, str]],
