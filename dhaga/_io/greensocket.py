@@ -74,6 +74,10 @@ def _timeout_error() -> TimeoutError:
     return TimeoutError("timed out")
 
 
+#: What `GreenSocket._read_after_wait` returns when its wait timed out (the caller raises).
+_TIMED_OUT_READ: Any = object()
+
+
 def _check_timeout(value: Any) -> float | None:
     """Validate a timeout as `socket.settimeout` does."""
     if value is None:
@@ -300,7 +304,14 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
     def _read_after_wait(self, fn: Any, *args: Any) -> Any:
         """A socket with a timeout whose last read was short or timed out: the buffer was
         empty then, so wait for data first instead of a read the kernel answers with EAGAIN
-        (data that came since is reported by the loop's next poll)."""
+        (data that came since is reported by the loop's next poll).
+
+        Returns:
+            what ``fn`` returned, or `_TIMED_OUT_READ` if that first wait timed out.
+
+        Raises:
+            TimeoutError: the wait for a read that came up short again timed out.
+        """
         w = self._w
         if w is not None and w.r_seen:  # a green select/poll has just reported data: read it
             w.r_seen = False
@@ -313,8 +324,13 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         deadline = monotonic() + timeout
         if (w is not None and not w.closed and w.sched._current is not None
                 and w.sched._thread_id == _get_ident()):
-            if not w.wait_read_timed(timeout):  # a dhaga of the watcher's thread: the hot path
-                raise TimeoutError("timed out")  # and it stays empty
+            # a dhaga of the watcher's thread: the hot path (registered, nobody else reading:
+            # straight to the slot)
+            if w.r_on and w.reader is None:
+                if not w.park_reader_timed(timeout, w.r_what):
+                    return _TIMED_OUT_READ  # and it stays empty; the caller raises
+            elif not w.wait_read_timed(timeout):
+                return _TIMED_OUT_READ
             fd = w.fd
         else:
             fd = _fileno(self)
@@ -349,6 +365,8 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                     self._wait_after_short_read()
             elif self._timeout and not flags:
                 data = self._read_after_wait(_recv, bufsize, flags)
+                if data is _TIMED_OUT_READ:  # raised here: one frame fewer to unwind
+                    raise TimeoutError("timed out")
                 if 0 < len(data) < bufsize:
                     self._short = True
                 return data
@@ -368,6 +386,8 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                 self._wait_after_short_read()
             elif self._timeout and not flags:
                 n = self._read_after_wait(_recv_into, buffer, nbytes, flags)
+                if n is _TIMED_OUT_READ:
+                    raise TimeoutError("timed out")
                 if 0 < n < (nbytes or len(buffer)):
                     self._short = True
                 return n
