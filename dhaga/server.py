@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket as _stdsocket
+from types import FunctionType as _FunctionType
 from typing import Any, Callable
 
 from ._io.greensocket import socket as _GreenSocket
@@ -189,7 +190,15 @@ class StreamServer:
                 except OSError as e:  # ssl.SSLError is an OSError
                     log.info("%r: TLS handshake with %s failed: %s", self, addr, e)
                     return
-            self.handler(sock, addr)
+            handler = self.handler
+            if type(handler) is not _FunctionType and type(
+                getattr(type(handler), "__call__", None)
+            ) is _FunctionType:
+                # an object with a Python __call__: its bound method is called without a C
+                # call in between, so a parked connection's stack (copied at every switch)
+                # stays shallow
+                handler = handler.__call__
+            handler(sock, addr)
         except Exception:
             log.error("%r: handler %r failed for %s", self, self.handler, addr, exc_info=True)
         finally:

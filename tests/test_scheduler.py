@@ -478,3 +478,31 @@ def test_done_callback_that_blocks_gets_blocking_error(dhaga_log):
     d.add_done_callback(cb)
     d.join()
     assert len(errors) == 1
+
+
+def test_each_dhaga_keeps_its_context_across_parks():
+    var = contextvars.ContextVar("own", default="unset")
+    seen = []
+
+    def body(name):
+        var.set(name)
+        dhaga.sleep(0)  # the others run (and set their own) while this one is parked
+        seen.append((name, var.get()))
+
+    dhaga.joinall([dhaga.spawn(body, n) for n in ("a", "b", "c")])
+    assert sorted(seen) == [("a", "a"), ("b", "b"), ("c", "c")]
+    assert var.get() == "unset"
+
+
+def test_done_callbacks_run_outside_the_finished_dhagas_context():
+    var = contextvars.ContextVar("cb", default="outside")
+    got = []
+
+    def body():
+        var.set("inside")
+
+    d = dhaga.spawn(body)
+    d.add_done_callback(lambda _: got.append(var.get()))
+    d.join()
+    settle()
+    assert got == ["outside"]

@@ -69,12 +69,31 @@ def work(sched: Any) -> None:
     while True:
         task = gr.task
         try:
-            value = task._ctx.run(task._fn, *task._args, **task._kw)
+            # In the dhaga's own context (the greenlet's, as greenlet switches it), called
+            # with a fixed arity when it can be: no C call between the worker and the dhaga's
+            # frames, so a parked dhaga's stack (copied at every switch) stays shallow.
+            gr.gr_context = task._ctx
+            fn = task._fn
+            args = task._args
+            if task._kw:
+                value = fn(*args, **task._kw)
+            elif not args:
+                value = fn()
+            elif len(args) == 1:
+                value = fn(args[0])
+            elif len(args) == 2:
+                value = fn(args[0], args[1])
+            else:
+                value = fn(*args)
+            fn = args = None
         except greenlet.GreenletExit:  # the worker itself is being garbage-collected
+            gr.gr_context = None
             task._state = DONE
             task._exc = Killed(f"{task.name} was abandoned with its scheduler")
             raise
         except BaseException as e:  # noqa: BLE001 - stored, re-raised by result()
+            fn = args = None
+            gr.gr_context = None  # what follows runs outside the dhaga's context, as before
             tb = e.__traceback__
             if tb is not None:
                 e.__traceback__ = tb.tb_next  # drop this frame from the traceback
@@ -82,6 +101,7 @@ def work(sched: Any) -> None:
             # The traceback holds the dhaga's frames: an idle worker must not keep them.
             del e, tb
         else:
+            gr.gr_context = None
             sched._finish(task, value, None)
         task = value = None  # release them before waiting for the next
         gr.task = None
