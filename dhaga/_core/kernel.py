@@ -358,7 +358,18 @@ class Scheduler:
                 if waiter is self._top:
                     self._suspend(waiter)
                 else:
-                    self._switch_next()
+                    # _switch_next's common case, written out (a timed read's park)
+                    runq = self._runq
+                    if self._batch > 0 and runq and runq[0]._state is RUNNING:
+                        self._batch -= 1
+                        nxt = runq.popleft()
+                        self._current = nxt
+                        gr = nxt._gr
+                        nxt = runq = None  # a suspended frame must not keep others alive
+                        gr.switch()
+                    else:
+                        runq = None
+                        self._switch_next()
             finally:
                 if waiter._resume_value is not TIMED_OUT:
                     timers._cancelled += 1  # TimerQueue.stale(): it ended first
