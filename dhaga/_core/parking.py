@@ -36,7 +36,8 @@ from collections import deque
 from typing import Any
 
 from ..errors import ConcurrentUseError, Timeout
-from .kernel import Scheduler, register_direct
+from .kernel import Scheduler
+from .polling import register_direct
 from .states import PARKED, RUNNING, TIMED_OUT, _Waiter
 from .threads import _local, get_scheduler
 
