@@ -71,6 +71,13 @@ class Response:
 
     def __init__(self, send: Callable[[bytes], Any], stopping: Any, is_head: bool,
                  version: str, keep_alive: bool, memo: list | None = None) -> None:
+        self.begin(send, stopping, is_head, version, keep_alive, memo)
+
+    def begin(self, send: Callable[[bytes], Any], stopping: Any, is_head: bool,
+              version: str, keep_alive: bool, memo: list | None) -> None:
+        """What ``__init__`` does, for a response made with ``object.__new__(Response)``: the
+        server's request loop does that, as a method call from Python is cheaper than a class
+        call, which enters ``__init__`` through C."""
         self.send = send
         self.stopping = stopping
         self.memo = memo

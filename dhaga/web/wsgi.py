@@ -371,6 +371,7 @@ class _Connection:
         last_req: Any = None
         last_env: dict = {}
         memo: list = []  # the last response head checked (see Response)
+        new_response = object.__new__  # then Response.begin (see there)
         while True:
             try:
                 if not buf and self.served and not handler.closing:
@@ -429,8 +430,9 @@ class _Connection:
             if inp is not EMPTY_INPUT and body_timeout is not None:
                 self.body_deadline = monotonic() + body_timeout
 
-            resp = self.response = Response(send, handler, req.method == "HEAD", req.version,
-                                            req.keep_alive and not handler.closing, memo)
+            resp = self.response = new_response(Response)
+            resp.begin(send, handler, req.method == "HEAD", req.version,
+                       req.keep_alive and not handler.closing, memo)
             if inp is not EMPTY_INPUT and not inp.done:
                 resp.unread_body = inp
             self.served += 1
