@@ -75,7 +75,7 @@ def _timeout_error() -> TimeoutError:
 
 
 #: What `GreenSocket._read_after_wait` returns when its wait timed out (the caller raises).
-_TIMED_OUT_READ: Any = object()
+_WAIT_EXPIRED: Any = object()
 
 
 def _check_timeout(value: Any) -> float | None:
@@ -307,7 +307,7 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
         (data that came since is reported by the loop's next poll).
 
         Returns:
-            what ``fn`` returned, or `_TIMED_OUT_READ` if that first wait timed out.
+            what ``fn`` returned, or `_WAIT_EXPIRED` if that first wait timed out.
 
         Raises:
             TimeoutError: the wait for a read that came up short again timed out.
@@ -328,9 +328,9 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
             # straight to the slot)
             if w.r_on and w.reader is None:
                 if not w.park_reader_timed(timeout, w.r_what):
-                    return _TIMED_OUT_READ  # and it stays empty; the caller raises
+                    return _WAIT_EXPIRED  # and it stays empty; the caller raises
             elif not w.wait_read_timed(timeout):
-                return _TIMED_OUT_READ
+                return _WAIT_EXPIRED
             fd = w.fd
         else:
             fd = _fileno(self)
@@ -365,7 +365,7 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                     self._wait_after_short_read()
             elif self._timeout and not flags:
                 data = self._read_after_wait(_recv, bufsize, flags)
-                if data is _TIMED_OUT_READ:  # raised here: one frame fewer to unwind
+                if data is _WAIT_EXPIRED:  # raised here: one frame fewer to unwind
                     raise TimeoutError("timed out")
                 if 0 < len(data) < bufsize:
                     self._short = True
@@ -386,7 +386,7 @@ class socket(_stdsocket.socket):  # noqa: N801 - the standard library's name
                 self._wait_after_short_read()
             elif self._timeout and not flags:
                 n = self._read_after_wait(_recv_into, buffer, nbytes, flags)
-                if n is _TIMED_OUT_READ:
+                if n is _WAIT_EXPIRED:
                     raise TimeoutError("timed out")
                 if 0 < n < (nbytes or len(buffer)):
                     self._short = True
